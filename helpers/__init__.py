@@ -1,0 +1,40 @@
+"""Helpers for the attention course notebooks (imported as ``attnkit``).
+
+Everything here is safe for students to read: plotting, set-up, and checks that
+test *properties* of an answer (shapes, rows summing to one, masked entries being
+zero, inputs left untouched).  No helper contains a solution, and no helper
+modifies its inputs.
+"""
+
+from attnkit.checks import (
+    check_close,
+    check_device_dtype,
+    check_finite,
+    check_masked_zero,
+    check_rows_sum_to_one,
+    check_shape,
+    check_unchanged,
+    snapshot,
+)
+from attnkit.plotting import show_heatmaps
+from attnkit.setup import get_device, setup
+from attnkit.understanding import KEY, VALUE, attention, check_query
+
+__all__ = [
+    "KEY",
+    "VALUE",
+    "attention",
+    "check_close",
+    "check_device_dtype",
+    "check_finite",
+    "check_masked_zero",
+    "check_query",
+    "check_rows_sum_to_one",
+    "check_shape",
+    "check_unchanged",
+    "get_device",
+    "setup",
+    "show_heatmaps",
+    "snapshot",
+]
+__version__ = "0.1.0"
