@@ -12,6 +12,8 @@ GRADING_DIR = Path(__file__).resolve().parent
 ROOT = GRADING_DIR.parent
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
+# Ungraded lecture demos live only in notebooks/ (they have no solution source).
+DEMOS = NOTEBOOKS / "00_demo"
 
 
 @dataclass(frozen=True)

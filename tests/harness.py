@@ -1,0 +1,106 @@
+"""Run a solution notebook in-process, with answer cells swapped, and collect each check's verdict.
+
+This is how the test-suite proves that the checks (visible + hidden tests) catch typical
+wrong answers and accept correct alternatives, in milliseconds instead of a kernel start
+per variant.  End-to-end runs through nbgrader and nbclient live in other tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+from IPython.core.inputtransformer2 import TransformerManager  # noqa: E402
+from nbgrader import utils as nbutils  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+_transform = TransformerManager().transform_cell
+
+
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+@dataclass
+class Run:
+    """Outcome of one in-process run: failures per grade cell, the namespace, other cell errors."""
+
+    checks: dict[str, str | None] = field(default_factory=dict)  # test grade_id -> None (passed) or error
+    namespace: dict = field(default_factory=dict)
+    cell_errors: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> set[str]:
+        return {k for k, v in self.checks.items() if v is None}
+
+    @property
+    def failed(self) -> set[str]:
+        return {k for k, v in self.checks.items() if v is not None}
+
+
+def load(relpath: str) -> nbformat.NotebookNode:
+    """A notebook by its path relative to the repository root."""
+    return nbformat.read(ROOT / relpath, as_version=4)
+
+
+def run_notebook(nb: nbformat.NotebookNode, replace: dict[str, str] | None = None, stop_after: str | None = None) -> Run:
+    """Execute the code cells of ``nb`` in one fresh namespace, like a kernel would.
+
+    ``replace`` maps an answer cell's grade_id to new source (a wrong or alternative answer).
+    Errors do not stop the run: every check reports.  NBGRADER_EXECUTION is set, as during
+    grading, so notebooks use their quick settings.  ``stop_after`` ends the run after the
+    cell with that grade_id.
+    """
+    replace = dict(replace or {})
+    unknown = set(replace) - {grade_id(c) for c in nb.cells}
+    if unknown:
+        raise KeyError(f"no cell with grade_id {sorted(unknown)}")
+    run = Run()
+    ns: dict = {"__name__": "__main__"}
+    old = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            gid = grade_id(cell)
+            source = replace.get(gid, cell.source) if gid else cell.source
+            error = None
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compile(_transform(source), f"<cell {gid or '?'}>", "exec"), ns)  # noqa: S102
+            except BaseException as exc:  # noqa: BLE001 - a student's cell may raise anything
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                plt.close("all")
+            if nbutils.is_grade(cell):
+                run.checks[gid] = error
+            elif error:
+                run.cell_errors.append(f"{gid or cell.source.splitlines()[0][:40]}: {error}")
+            if stop_after and gid == stop_after:
+                break
+    finally:
+        if old is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = old
+    run.namespace = ns
+    return run
+
+
+def answer_source(nb: nbformat.NotebookNode, gid: str) -> str:
+    """The source of the cell with this grade_id."""
+    for cell in nb.cells:
+        if grade_id(cell) == gid:
+            return cell.source
+    raise KeyError(gid)
