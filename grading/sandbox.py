@@ -140,7 +140,7 @@ class Sandbox:
             if hidden.exists() and hidden != self.scratch and self.scratch not in hidden.parents:
                 args += ["--tmpfs", str(hidden)]
         # Put back, read-only, what a notebook legitimately needs.
-        needed = _interpreter_roots() + [ROOT / "helpers"]
+        needed = _interpreter_roots() + [ROOT / "helpers", Path(__file__).with_name("runner.py")]
         for path in needed:
             if path.exists() and (home in path.parents or ROOT in path.parents or path in (home, ROOT)):
                 args += ["--ro-bind", str(path), str(path)]

@@ -14,6 +14,7 @@ from attnkit.checks import (
     check_rows_sum_to_one,
     check_shape,
     check_unchanged,
+    largest_intermediate,
     snapshot,
 )
 from attnkit.plotting import show_heatmaps
@@ -33,6 +34,7 @@ __all__ = [
     "check_shape",
     "check_unchanged",
     "get_device",
+    "largest_intermediate",
     "setup",
     "show_heatmaps",
     "snapshot",
