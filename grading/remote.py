@@ -122,6 +122,14 @@ class Runner:
 
     def _receive(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
+        try:
+            return self._receive_frame(deadline)
+        except RunnerError as exc:
+            if exc.reason in ("timeout", "protocol"):
+                self.close()  # a hung or misbehaving sandbox cannot be reused: kill all of it
+            raise
+
+    def _receive_frame(self, deadline: float) -> dict:
         (size,) = struct.unpack(">Q", self._read_exact(8, deadline))
         if size > MAX_FRAME:
             raise RunnerError("protocol", f"reply of {size} bytes")
@@ -146,7 +154,11 @@ class Runner:
 
     def request(self, message: dict, timeout: float) -> dict:
         self._send(message)
-        return self._receive(timeout)
+        reply = self._receive(timeout)
+        if reply.get("finished"):  # the zygote reports that the submission's child died
+            self.in_submission = False
+            raise RunnerError("kernel died", _describe_status(int(reply.get("status", 0))))
+        return reply
 
     # ------------------------------------------------------------------ submissions
     def begin(self, timeout: float = 60) -> None:
@@ -183,6 +195,14 @@ class Runner:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        names = {9: "SIGKILL: memory or CPU limit, or killed", 11: "SIGSEGV: segmentation fault", 6: "SIGABRT", 24: "SIGXCPU: CPU time limit"}
+        return f"killed by signal {sig} ({names.get(sig, 'signal')})"
+    return f"the process exited with status {os.WEXITSTATUS(status)}"
 
 
 class RemoteObject:
