@@ -14,10 +14,11 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 	&& echo $$p && break; done)
 export MPLBACKEND ?= Agg
 
-.PHONY: help venv demo test release execute clean
+.PHONY: help venv demo test test-browser release execute clean
 help:
 	@echo "make demo     build the student notebooks, run the solutions, report (the main job)"
 	@echo "make test     run the test suite"
+	@echo "make test-browser  only the real-browser test (JupyterLab + headless Chromium)"
 	@echo "make release  regenerate notebooks/ from solutions/ with nbgrader"
 	@echo "make execute  execute every solution notebook headlessly and report"
 	@echo "make clean    remove generated grading output (keeps .venv)"
@@ -43,6 +44,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests/test_browser.py
 
 clean:
 	rm -rf grading/gradebook.db grading/submitted grading/autograded grading/feedback demo-output

@@ -17,6 +17,7 @@ from attnkit.checks import (
     largest_intermediate,
     snapshot,
 )
+from attnkit.explorer import explore, selection_vs_averaging
 from attnkit.plotting import show_heatmaps
 from attnkit.setup import get_device, setup
 from attnkit.understanding import KEY, VALUE, attention, check_query
@@ -33,8 +34,10 @@ __all__ = [
     "check_rows_sum_to_one",
     "check_shape",
     "check_unchanged",
+    "explore",
     "get_device",
     "largest_intermediate",
+    "selection_vs_averaging",
     "setup",
     "show_heatmaps",
     "snapshot",
