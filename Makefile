@@ -14,13 +14,16 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 	&& echo $$p && break; done)
 export MPLBACKEND ?= Agg
 
-.PHONY: help venv demo test test-browser release execute clean
+.PHONY: help venv demo test test-browser release execute grade collect export clean
 help:
 	@echo "make demo     build the student notebooks, run the solutions, report (the main job)"
 	@echo "make test     run the test suite"
 	@echo "make test-browser  only the real-browser test (JupyterLab + headless Chromium)"
 	@echo "make release  regenerate notebooks/ from solutions/ with nbgrader"
 	@echo "make execute  execute every solution notebook headlessly and report"
+	@echo "make collect DOWNLOAD=lms.zip        sort an LMS download into grading/submitted/"
+	@echo "make grade [SUBMITTED=.. OUT=.. WORKERS=N]  autograde a class (default grading/submitted)"
+	@echo "make export FILE=final_grades.csv     the final table, manual grades included"
 	@echo "make clean    remove generated grading output (keeps .venv)"
 
 venv: $(STAMP)
@@ -48,5 +51,15 @@ test: $(STAMP)
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest tests/test_browser.py
 
+collect: $(STAMP)
+	@test -n "$(DOWNLOAD)" || { echo "usage: make collect DOWNLOAD=path/to/lms-download(.zip)"; exit 2; }
+	$(BIN)/python -m grading collect "$(DOWNLOAD)" --into grading/submitted
+
+grade: $(STAMP)
+	$(BIN)/python -m grading autograde $(or $(SUBMITTED),grading/submitted) --out $(or $(OUT),grading/results) $(if $(WORKERS),--workers $(WORKERS))
+
+export: $(STAMP)
+	$(BIN)/python -m grading export --out $(or $(FILE),final_grades.csv)
+
 clean:
-	rm -rf grading/gradebook.db grading/submitted grading/autograded grading/feedback demo-output
+	rm -rf grading/gradebook.db grading/submitted grading/autograded grading/feedback grading/results demo-output

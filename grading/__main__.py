@@ -1,26 +1,145 @@
-"""Command line: ``python -m grading <command>`` (also installed as ``attention-grade``)."""
+"""Command line: ``python -m grading <command>`` (also installed as ``attention-grade``).
+
+Exit status: 0 when the command did its job (``autograde`` also when some submissions are broken:
+they are reported), 2 for bad usage, 3 for a broken installation or an unusable gradebook.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 (0: grade in this process)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="regenerate notebooks/ from solutions/ with nbgrader")
     sub.add_parser("execute", help="execute every solution notebook headlessly and report")
-    sub.add_parser("demo", help="the main job: release, execute the solutions, report")
+    sub.add_parser("demo", help="the main job: release, run the solutions, grade a synthetic class")
+
+    grade = sub.add_parser(
+        "autograde", help="grade a class of submissions (nbgrader layout)",
+        description="Grade SUBMITTED/<student_id>/<assignment_id>/<notebook>.ipynb (or .py) and write "
+                    "OUT/grades.csv, OUT/feedback/<student>/<assignment>/<notebook>.html, OUT/report; "
+                    "results also go into the gradebook (default: the course gradebook grading/gradebook.db).",
+    )
+    grade.add_argument("submitted", type=Path, help="folder in nbgrader's submitted layout")
+    grade.add_argument("--out", type=Path, required=True, help="output folder")
+    grade.add_argument("--workers", type=_workers, default=None,
+                       help=f"parallel grading processes (default: the number of cores, here {os.cpu_count()}; 0: in-process)")
+    grade.add_argument("--db", default=None,
+                       help="gradebook file (or SQLAlchemy URL) to write into; default: the course gradebook "
+                            "from grading/nbgrader_config.py")
+    grade.add_argument("--cell-timeout", type=_positive, default=120.0, help="seconds per cell (default 120)")
+    grade.add_argument("--notebook-timeout", type=_positive, default=600.0, help="seconds per notebook (default 600)")
+    grade.add_argument("--assignment", action="append", help="grade only this assignment (repeatable)")
+    grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    collect = sub.add_parser(
+        "collect", help="turn an LMS download (flat folder or .zip) into the submitted layout",
+        description="Copy each .ipynb/.py of DOWNLOAD to SUBMITTED/<student>/<assignment>/<notebook>.<ext>; "
+                    "see grading/collect.py for the naming rules.",
+    )
+    collect.add_argument("download", type=Path, help="folder (or .zip) downloaded from the LMS")
+    collect.add_argument("--into", type=Path, required=True, help="the submitted folder to fill")
+    collect.add_argument("--pattern", help="regex with a named group `student`, searched in each file's relative path")
+    collect.add_argument("--assignment", help="only match notebooks of this assignment")
+    collect.add_argument("--dry-run", action="store_true", help="list what would be copied")
+
+    export = sub.add_parser("export", help="write the final grades table from the gradebook (manual grades included)")
+    export.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    export.add_argument("--db", default=None, help="gradebook (default: the course gradebook, as autograde)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.command == "release":
         from grading.release import main as run
-    elif args.command == "execute":
-        from grading.demo import execute_solutions as run
-    else:
+
+        return run()
+    if args.command == "execute":
+        from grading.demo import execute_solutions
+
+        return execute_solutions()
+    if args.command == "demo":
         from grading.demo import main as run
-    return run()
+
+        return run()
+    if args.command == "autograde":
+        return _autograde(parser, args)
+    if args.command == "collect":
+        from grading.collect import collect
+
+        if not args.download.exists():
+            parser.error(f"{args.download} does not exist")
+        try:
+            collect(args.download, args.into, args.pattern, args.assignment, args.dry_run)
+        except (ValueError, __import__("re").error) as exc:
+            parser.error(str(exc))
+        return 0
+    if args.command == "export":
+        from grading.gradebook import export
+
+        try:
+            n = export(args.db, args.out)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {n} row(s) to {args.out}")
+        return 0
+    return 2  # pragma: no cover
+
+
+def _autograde(parser: argparse.ArgumentParser, args) -> int:
+    if not args.submitted.is_dir():
+        parser.error(f"{args.submitted} is not a folder")
+    try:
+        from grading.autograde import GradeOptions
+        from grading.batch import NothingToGrade, autograde_class
+        from grading.gradebook import GradebookConflict
+    except ImportError as exc:  # pragma: no cover - broken installation
+        print(f"error: the grading pipeline cannot be imported: {exc}", file=sys.stderr)
+        return 3
+    options = GradeOptions(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+    try:
+        summary = autograde_class(
+            args.submitted, args.out, workers=args.workers, db=args.db, options=options,
+            assignments=args.assignment, students=args.student, progress=not args.quiet,
+        )
+    except NothingToGrade as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GradebookConflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(f"autograde: {summary.line()}", file=sys.stderr)
+    print(f"grades:   {args.out / 'grades.csv'}\nfeedback: {args.out / 'feedback'}/\nreport:   {args.out / 'report'}", file=sys.stderr)
+    starts = [r for r in summary.results if r.error and r.error.startswith("the kernel could not start")]
+    if summary.results and len(starts) == len([r for r in summary.results if not r.submission.startswith("(missing)")]) and starts:
+        print("error: no kernel could start: the installation is broken (see the report)", file=sys.stderr)
+        return 3
+    return 0
 
 
 if __name__ == "__main__":

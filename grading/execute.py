@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbgrader import utils as nbutils
@@ -38,10 +41,20 @@ def execute_notebook(path: Path, timeout: int = 600, env: dict[str, str] | None 
     start = time.perf_counter()
     error = None
     try:
-        client = NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+        # IPC transport, connection files in a private folder: no TCP ports (no collisions between
+        # parallel runs) and no "Kernel is running over TCP without encryption" warning.
+        kdir = tempfile.mkdtemp(prefix="attn-exec-")
+        km = AsyncKernelManager(
+            kernel_name="python3", transport="ipc",
+            ip=os.path.join(kdir, "ipc"), connection_file=os.path.join(kdir, "kernel.json"),
         )
-        client.execute()
+        client = NotebookClient(
+            nb, km=km, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+        )
+        try:
+            client.execute(cleanup_kc=True)
+        finally:
+            shutil.rmtree(kdir, ignore_errors=True)
     except CellExecutionError as exc:  # pragma: no cover - allow_errors makes this rare
         error = str(exc).splitlines()[0]
     except Exception as exc:  # kernel death, timeout: report, never crash the caller

@@ -1,0 +1,134 @@
+"""Per-student feedback: one self-contained HTML page per submitted notebook.
+
+It shows each question with its score, the student's answer as graded, the visible checks (their
+code and output, tracebacks included) and, for the hidden tests, only whether they passed and the
+exception type and message of a failure.  The hidden tests' source and tracebacks never appear:
+they are not even in the data this module receives for hidden parts (see
+:class:`grading.autograde.QuestionResult`), and every text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from grading.template import Template
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a;line-height:1.45}
+h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.meta{color:#555} .total{font-size:1.2rem;margin:.6rem 0}
+table{border-collapse:collapse;margin:.8rem 0} td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}
+pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:.6rem;overflow-x:auto;white-space:pre-wrap;font-size:.85rem}
+.ok{color:#116329;font-weight:600} .bad{color:#a40e26;font-weight:600} .wait{color:#7d4e00;font-weight:600}
+.box{border-left:4px solid #a40e26;background:#fff5f5;padding:.5rem .8rem;margin:.8rem 0}
+.note{border-left:4px solid #0969da;background:#f3f8ff;padding:.5rem .8rem;margin:.8rem 0}
+details{margin:.4rem 0} summary{cursor:pointer;color:#0969da}
+"""
+
+
+def e(text) -> str:
+    return html.escape(str(text if text is not None else ""), quote=True)
+
+
+def _num(x) -> str:
+    return "" if x is None else f"{float(x):g}"
+
+
+def _status(q) -> str:
+    if q.status == "manual":
+        return '<span class="wait">to be graded by your instructor</span>'
+    if q.status == "error":
+        return '<span class="bad">not graded</span>'
+    if q.score is not None and q.score >= q.max_score:
+        return '<span class="ok">passed</span>'
+    return '<span class="bad">failed</span>'
+
+
+def render(result, template: Template | None = None) -> str:
+    """The feedback page of one :class:`~grading.autograde.SubmissionResult`."""
+    visible_code = {}
+    if template is not None:
+        for part in template.questions:
+            code = "".join(s.source for s in part.segments if not s.hidden)
+            if code.strip():
+                visible_code[part.grade_id] = code.strip("\n")
+    auto = [q for q in result.questions if q.graded_by == "auto"]
+    manual = [q for q in result.questions if q.graded_by == "manual"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Feedback: {e(result.notebook)} ({e(result.student_id)})</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>Feedback: {e(result.notebook)}</h1>",
+        f'<p class="meta">Student <b>{e(result.student_id)}</b> &middot; assignment <b>{e(result.assignment)}</b>'
+        f" &middot; file <code>{e(Path(result.submission).name)}</code></p>",
+    ]
+    auto_score = sum(q.score or 0 for q in auto)
+    auto_max = sum(q.max_score for q in auto)
+    pending = [q for q in manual if q.status == "manual"]
+    total = f"Automatically graded: <b>{_num(auto_score)} / {_num(auto_max)}</b> points"
+    if manual:
+        done = sum(q.score or 0 for q in manual if q.status != "manual")
+        total += f"; written answers: {_num(done)} so far"
+        if pending:
+            total += f", {_num(sum(q.max_score for q in pending))} point(s) to be graded by your instructor"
+    out.append(f'<p class="total">{total}.</p>')
+    if result.error:
+        out.append(f'<div class="box"><b>Your file could not be graded automatically.</b> {e(result.error)}. '
+                   "Every question is marked as not graded; your instructor has been told.</div>")
+    for event in result.events:
+        out.append(f'<div class="box">{e(event)}.</div>')
+    if result.repairs or result.format:
+        items = "".join(f"<li>{e(r)}</li>" for r in result.repairs)
+        out.append(
+            f'<div class="note">How your file was read: {e(result.format or "unknown format")}.'
+            + (f"<ul>{items}</ul>" if items else " Nothing needed repair.")
+            + "</div>"
+        )
+    out.append("<table><tr><th>Question</th><th>Score</th><th>Result</th></tr>")
+    for q in result.questions:
+        score = "&ndash;" if q.score is None else _num(q.score)
+        out.append(f'<tr><td><a href="#{e(q.grade_id)}">{e(q.grade_id)}</a></td>'
+                   f"<td>{score} / {_num(q.max_score)}</td><td>{_status(q)}</td></tr>")
+    out.append("</table>")
+    for q in result.questions:
+        score = "&ndash;" if q.score is None else _num(q.score)
+        out.append(f'<h2 id="{e(q.grade_id)}">{e(q.grade_id)}: {score} / {_num(q.max_score)} &nbsp;{_status(q)}</h2>')
+        if q.answer and q.answer in result.answers and q.graded_by == "auto":
+            out.append(f"<p>Checks your answer <code>{e(q.answer)}</code>.</p>")
+        if q.graded_by == "manual":
+            answer = result.answers.get(q.grade_id, "")
+            out.append(f"<p>{e(q.reason)}.</p>")
+            out.append(f"<details open><summary>Your answer</summary><pre>{e(answer)}</pre></details>")
+            continue
+        if q.status == "error" and q.reason:
+            out.append(f'<div class="box">{e(q.reason)}.</div>')
+        if q.answer_error:
+            out.append(f'<div class="box">Your answer cell <code>{e(q.answer)}</code> raised <code>{e(q.answer_error)}</code>.</div>')
+        if q.grade_id in visible_code:
+            out.append(f"<details><summary>The visible checks (as in your notebook)</summary><pre>{e(visible_code[q.grade_id])}</pre></details>")
+        if q.visible:
+            out.append(f"<p>Output of the visible checks:</p><pre>{e(q.visible.rstrip())}</pre>")
+        if q.visible_error:
+            out.append(f'<p>A visible check failed: <code class="bad">{e(q.visible_error)}</code></p>')
+            if q.visible_traceback:
+                out.append(f"<details><summary>Traceback</summary><pre>{e(q.visible_traceback)}</pre></details>")
+        if q.hidden == "passed":
+            out.append('<p>Further checks run after hand-in: <span class="ok">passed</span>.</p>')
+        elif q.hidden == "failed":
+            out.append(f'<p>Further checks run after hand-in: <span class="bad">failed</span>: <code>{e(q.hidden_error)}</code></p>')
+        elif q.hidden == "not run":
+            out.append("<p>Further checks run after hand-in: not run (an earlier check failed or the notebook stopped).</p>")
+        if q.answer and q.answer in result.answers:
+            out.append(f"<details><summary>Your answer <code>{e(q.answer)}</code> as graded</summary>"
+                       f"<pre>{e(result.answers[q.answer])}</pre></details>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write(result, path: Path, template: Template | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(result, template), encoding="utf-8")
+    return path

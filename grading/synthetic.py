@@ -1,0 +1,265 @@
+"""A synthetic class, generated from the released notebooks and the solutions (never committed).
+
+Used by ``make demo``, the tests and (later) the benchmark.  Each *kind* of student hands in every
+graded notebook in one way; :func:`make_class` writes them in nbgrader's layout
+``DEST/<student_id>/<assignment>/<notebook>.ipynb|.py``.  Everything is derived from the course
+with no per-notebook code: answers are the solution cells with nbgrader's solution delimiters
+removed, stubs are the released cells.
+
+Kinds (see :data:`KINDS`): ``complete``, ``blank``, ``partial`` (every other answer solved, the
+rest left as stubs), ``colab_ipynb`` (nbformat 4.0, ids in ``metadata.id``, ``colab`` metadata,
+outputs), ``colab_py`` (Colab's "Download .py"), ``stripped`` (no nbgrader metadata, another kernel
+name), ``duplicated`` (an answer cell and a test cell duplicated, the stub kept in the first copy),
+``pasted`` (the answer pasted in a new cell below the untouched stub), ``reordered`` (answers moved,
+a test cell edited, another deleted, an extra cell), ``syntax_error`` (one answer does not parse),
+``crash`` (an answer kills its kernel with ``os._exit``), ``timeout`` (an answer sleeps for an hour),
+``hang`` (an answer ignores SIGINT and loops), ``invalid_json`` (a truncated file), ``empty``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+from pathlib import Path
+
+import nbformat
+from nbgrader import utils as nbutils
+
+from grading import course
+from grading.template import Template, load_template
+
+KINDS = (
+    "complete", "blank", "partial", "colab_ipynb", "colab_py", "stripped", "duplicated", "pasted",
+    "reordered", "syntax_error", "crash", "timeout", "hang", "invalid_json", "empty",
+)
+DEMO_KINDS = ("complete", "blank", "partial", "colab_ipynb", "colab_py", "stripped", "duplicated", "crash", "invalid_json")
+
+_DELIMITER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+
+
+def _gid(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def solutions(nb: course.Notebook) -> dict[str, str]:
+    """grade_id -> the solution a student would write (delimiter lines removed)."""
+    source = nbformat.read(nb.source, as_version=4)
+    answers = {}
+    for cell in source.cells:
+        if nbutils.is_solution(cell):
+            lines = [line for line in cell.source.splitlines() if not _DELIMITER.match(line)]
+            answers[_gid(cell)] = "\n".join(lines).strip("\n")
+    return answers
+
+
+def filled(nb: course.Notebook, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """The released notebook with some answer cells replaced."""
+    release = nbformat.read(nb.release, as_version=4)
+    for cell in release.cells:
+        gid = _gid(cell)
+        if gid in answers:
+            cell.source = answers[gid]
+    return release
+
+
+def _template(nb: course.Notebook) -> Template:
+    return load_template(nb.source, nb.assignment, nb.name)
+
+
+def _code_answers(nb: course.Notebook) -> list[str]:
+    return [p.grade_id for p in _template(nb).answers if p.cell_type == "code"]
+
+
+def _index(notebook: nbformat.NotebookNode, gid: str) -> int:
+    return next(i for i, c in enumerate(notebook.cells) if _gid(c) == gid)
+
+
+def _middle_answer(nb: course.Notebook) -> str:
+    answers = _code_answers(nb)
+    return answers[len(answers) // 2]
+
+
+def to_colab_ipynb(notebook: nbformat.NotebookNode, name: str, seed: int = 0) -> str:
+    """Colab's flavour: nbformat 4.0, no cell ids but ``metadata.id``, colab metadata, outputs."""
+    rng = random.Random(seed)
+    nb = copy.deepcopy(notebook)
+    nb.nbformat_minor = 0
+    nb.metadata = {
+        "colab": {"provenance": [], "name": f"{name}.ipynb", "gpuType": "T4"},
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",
+    }
+    count = 0
+    for cell in nb.cells:
+        cell.pop("id", None)
+        cell.metadata["id"] = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(12))
+        if cell.cell_type == "code":
+            count += 1
+            cell.execution_count = count
+            cell.metadata["colab"] = {"base_uri": "https://localhost:8080/"}
+            cell.metadata["outputId"] = f"{rng.getrandbits(128):032x}"[:8] + "-0000-0000-0000-000000000000"
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="torch 2.5.1+cu121 | device: cuda | seed: 0\n")] if count == 1 else []
+    return json.dumps(nb, indent=2, ensure_ascii=False) + "\n"
+
+
+def to_colab_py(notebook: nbformat.NotebookNode, name: str) -> str:
+    """Colab's File > Download > .py: header docstring, markdown as strings, magics commented."""
+    cells = notebook.cells
+    lead = []
+    i = 0
+    while i < len(cells) and cells[i].cell_type == "markdown":
+        lead.append(cells[i].source.strip())
+        i += 1
+    parts = [
+        "# -*- coding: utf-8 -*-\n"
+        f'"""{name}.ipynb\n\nAutomatically generated by Colab.\n\nOriginal file is located at\n'
+        "    https://colab.research.google.com/drive/1x2YZsyntheticCLASSxxxxxxxxxxxxxx\n"
+        + ("\n" + "\n\n".join(lead) + "\n" if lead else "")
+        + '"""'
+    ]
+    for cell in cells[i:]:
+        if cell.cell_type == "markdown":
+            text = cell.source.strip()
+            parts.append(f'"""{text}"""' if "\n" not in text else f'"""{text}\n"""')
+        elif cell.cell_type == "code":
+            lines = []
+            for line in cell.source.splitlines():
+                if re.match(r"^\s*%", line):
+                    indent = line[: len(line) - len(line.lstrip())]
+                    line = f"{indent}# {line.lstrip()}"
+                lines.append(line)
+            parts.append("\n".join(lines).strip("\n"))
+    return "\n\n".join(parts) + "\n"
+
+
+def submission(nb: course.Notebook, kind: str, seed: int = 0, overrides: dict[str, str] | None = None) -> tuple[str, bytes]:
+    """(file suffix, content) of one student's ``nb`` handed in as ``kind``.
+
+    ``overrides`` maps answer grade_ids to other answers (wrong or alternative ones) on top of
+    the complete notebook.
+    """
+    sols = solutions(nb)
+    answers = {**sols, **(overrides or {})}
+    if kind == "blank":
+        return ".ipynb", nbformat.writes(nbformat.read(nb.release, as_version=4)).encode()
+    if kind == "partial":
+        ordered = [p.grade_id for p in _template(nb).answers]
+        keep = {gid: answers[gid] for k, gid in enumerate(ordered) if k % 2 == 0}
+        return ".ipynb", nbformat.writes(filled(nb, keep)).encode()
+    if kind == "empty":
+        return ".ipynb", b""
+    if kind in ("crash", "timeout", "hang", "syntax_error"):
+        gid = _middle_answer(nb)
+        poison = {
+            "crash": "import os\nos._exit(1)\n",
+            "timeout": "import time\ntime.sleep(3600)\n",
+            "hang": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n",
+        }
+        if kind == "syntax_error":
+            answers[gid] = answers[gid] + "\n)  # a stray parenthesis\n"
+        else:
+            answers[gid] = poison[kind] + answers[gid]
+        return ".ipynb", nbformat.writes(filled(nb, answers)).encode()
+    notebook = filled(nb, answers)
+    if kind == "complete":
+        return ".ipynb", nbformat.writes(notebook).encode()
+    if kind == "invalid_json":
+        text = nbformat.writes(notebook)
+        return ".ipynb", text[: len(text) // 2].encode()
+    if kind == "colab_ipynb":
+        return ".ipynb", to_colab_ipynb(notebook, nb.name, seed).encode()
+    if kind == "colab_py":
+        return ".py", to_colab_py(notebook, nb.name).encode()
+    if kind == "stripped":
+        for cell in notebook.cells:
+            cell.metadata.pop("nbgrader", None)
+            cell.metadata.pop("deletable", None)
+            cell.metadata.pop("editable", None)
+        notebook.metadata["kernelspec"] = {"name": "conda-env-attention-py", "display_name": "Python [conda env:attention]", "language": "python"}
+        return ".ipynb", nbformat.writes(notebook).encode()
+    if kind == "duplicated":
+        gid = _code_answers(nb)[0]
+        i = _index(notebook, gid)
+        copy_cell = copy.deepcopy(notebook.cells[i])
+        copy_cell.id = f"dup-{i}"
+        stub = nbformat.read(nb.release, as_version=4).cells[i].source
+        notebook.cells[i].source = stub  # the first copy keeps the stub, the second holds the answer
+        notebook.cells.insert(i + 1, copy_cell)
+        tests = [c for c in notebook.cells if nbutils.is_grade(c) and not nbutils.is_solution(c)]
+        if tests:
+            j = notebook.cells.index(tests[-1])
+            dup = copy.deepcopy(tests[-1])
+            dup.id = f"dup-{j}"
+            notebook.cells.insert(j + 1, dup)
+        return ".ipynb", nbformat.writes(notebook).encode()
+    if kind == "pasted":
+        gid = _code_answers(nb)[0]
+        i = _index(notebook, gid)
+        answer = notebook.cells[i].source
+        notebook.cells[i].source = nbformat.read(nb.release, as_version=4).cells[i].source
+        notebook.cells.insert(i + 1, nbformat.v4.new_code_cell(answer))
+        return ".ipynb", nbformat.writes(notebook).encode()
+    if kind == "reordered":
+        code = _code_answers(nb)
+        last = notebook.cells.pop(_index(notebook, code[-1]))
+        notebook.cells.insert(1, last)  # the last answer moved to the top
+        tests = [c for c in notebook.cells if nbutils.is_grade(c) and not nbutils.is_solution(c)]
+        if tests:
+            tests[0].source = "pass  # the student emptied this check"
+        if len(tests) > 1:
+            notebook.cells.remove(tests[1])
+        notebook.cells.append(nbformat.v4.new_code_cell("print('scratch work')"))
+        return ".ipynb", nbformat.writes(notebook).encode()
+    raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def make_class(dest: Path, kinds=DEMO_KINDS, notebooks: list[course.Notebook] | None = None,
+               overrides: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """Write one student per kind (``s01_complete``, ...) handing in every notebook.
+
+    ``kinds`` may also be a mapping student_id -> kind; ``overrides`` maps a student id to the
+    answers (grade_id -> source) that replace the solutions for that student.
+    Returns student_id -> kind.
+    """
+    dest = Path(dest)
+    students = dict(kinds) if isinstance(kinds, dict) else {f"s{i + 1:02d}_{k}": k for i, k in enumerate(kinds)}
+    for n, (sid, kind) in enumerate(students.items()):
+        for nb in notebooks or course.notebooks():
+            mine = {gid: src for gid, src in (overrides or {}).get(sid, {}).items() if gid in {p.grade_id for p in _template(nb).answers}}
+            suffix, data = submission(nb, kind, seed=n, overrides=mine)
+            path = dest / sid / nb.assignment / f"{nb.name}{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    return students
+
+
+FULL_MARKS = ("complete", "colab_ipynb", "colab_py", "stripped", "duplicated", "pasted", "reordered")
+
+
+def unexpected(kind: str, result) -> str | None:
+    """Why ``result`` (a SubmissionResult) is not what a student of ``kind`` must get, or None."""
+    auto = [q for q in result.questions if q.graded_by == "auto"]
+    score = sum(q.score or 0 for q in auto)
+    full = sum(q.max_score for q in auto)
+    errors = [q for q in result.questions if q.status == "error"]
+    if kind in FULL_MARKS:
+        if result.error or errors or score != full:
+            return f"expected full marks ({full:g}), got {score:g} with {len(errors)} error row(s) {result.error or ''}".strip()
+        if any(q.status != "manual" for q in result.questions if q.graded_by == "manual"):
+            return "expected the written answers to await a human"
+    elif kind == "blank":
+        if score != 0 or any(q.score for q in result.questions):
+            return f"expected 0 everywhere, got {score:g}"
+    elif kind in ("partial", "syntax_error", "timeout"):
+        if not 0 < score < full:
+            return f"expected a partial score, got {score:g}/{full:g}"
+    elif kind in ("crash", "hang"):
+        if not errors or score >= full:
+            return f"expected error rows after the {kind} and a partial score, got {score:g}/{full:g}"
+    elif kind in ("invalid_json", "empty"):
+        if not result.error or len(errors) != len(result.questions):
+            return "expected an unreadable submission with every row an error"
+    return None

@@ -1,0 +1,96 @@
+"""``python -m grading collect``: an LMS download becomes nbgrader's submitted layout."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from grading import course
+from grading.collect import collect, notebook_of, student_of
+
+NB = course.notebooks()[0]  # any graded notebook; the names below are built from it
+STEM = NB.name
+
+
+@pytest.mark.parametrize(("relpath", "student"), [
+    (f"smith_jane_12345_attempt_2026-11-20_{STEM}.ipynb", "12345"),  # integrator's example
+    (f"jsmith - {STEM}.py", "jsmith"),  # Teams / Google Classroom style
+    (f"smithjane_12345_6789012_{STEM}.ipynb", "12345"),  # Canvas
+    (f"smithjane_LATE_12345_6789012_{STEM}-1.ipynb", "12345"),  # Canvas, late, renamed
+    (f"Jane Smith_12345_assignsubmission_file_/{STEM}.ipynb", "12345"),  # Moodle folder
+    (f"Jane Smith_12345_assignsubmission_file_{STEM}.ipynb", "12345"),  # Moodle flat
+    (f"HW1_jsmith_attempt_2026-11-20-10-33-12_{STEM}.ipynb", "jsmith"),  # Blackboard
+    (f"HW1_js12345_attempt_2026-11-20-10-33-12_{STEM}.ipynb", "js12345"),  # Blackboard, digits in the name
+])
+def test_default_rules_find_the_student(relpath, student):
+    assert student_of(relpath)[0] == student
+
+
+def test_no_rule_no_student():
+    assert student_of(f"{STEM}.ipynb")[0] is None
+    assert student_of("2026-11-20_notes.ipynb")[0] is None  # a date is not an id
+
+
+def test_notebook_by_stem_ignoring_case_and_punctuation():
+    pretty = STEM.replace("_", " ").title()
+    assert notebook_of(f"Copy of {pretty} (1).ipynb", course.notebooks()) == NB
+    assert notebook_of("unrelated.ipynb", course.notebooks()) is None
+
+
+def _touch(path, text, mtime=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_collect_copies_without_touching_the_download(tmp_path):
+    down, into = tmp_path / "download", tmp_path / "submitted"
+    _touch(down / f"smith_jane_12345_attempt_2026-11-20-09-00-00_{STEM}.ipynb", "old attempt")
+    _touch(down / f"smith_jane_12345_attempt_2026-11-21-09-00-00_{STEM}.ipynb", "new attempt")
+    _touch(down / f"jsmith - {STEM}.py", "a py")
+    _touch(down / "Jane Doe_777777_assignsubmission_file_" / f"Copy of {STEM}.ipynb", "moodle")
+    _touch(down / "readme.txt", "not a notebook")
+    _touch(down / "no id here.ipynb", "unmatched")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in down.rglob("*") if p.is_file()}
+    lines = []
+    n = collect(down, into, log=lines.append)
+    assert n == 3
+    assert (into / "12345" / NB.assignment / f"{STEM}.ipynb").read_text() == "new attempt"
+    assert (into / "jsmith" / NB.assignment / f"{STEM}.py").read_text() == "a py"
+    assert (into / "777777" / NB.assignment / f"{STEM}.ipynb").read_text() == "moodle"
+    assert any("kept" in line and "older" in line for line in lines)
+    assert any("no id here.ipynb" in line for line in lines if line.startswith("not collected"))
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in down.rglob("*") if p.is_file()} == before
+
+
+def test_collect_pattern_zip_and_dry_run(tmp_path):
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"student-A17_{STEM}.ipynb", "a")
+        z.writestr(f"student-B42_{STEM}.ipynb", "b")
+    into = tmp_path / "submitted"
+    assert collect(archive, into, pattern=r"student-(?P<student>[A-Z]\d+)_", dry_run=True, log=lambda *_: None) == 2
+    assert not into.exists()
+    collect(archive, into, pattern=r"student-(?P<student>[A-Z]\d+)_", log=lambda *_: None)
+    assert (into / "A17" / NB.assignment / f"{STEM}.ipynb").read_text() == "a"
+    with pytest.raises(ValueError):
+        collect(archive, into, pattern=r"(\d+)", log=lambda *_: None)
+
+
+def test_collect_command_line(tmp_path):
+    down = tmp_path / "download"
+    _touch(down / f"jsmith - {STEM}.py", "x")
+    run = subprocess.run([sys.executable, "-m", "grading", "collect", str(down), "--into", str(tmp_path / "sub")],
+                         cwd=course.ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "sub" / "jsmith" / NB.assignment / f"{STEM}.py").exists()
+    bad = subprocess.run([sys.executable, "-m", "grading", "collect", str(down), "--into", str(tmp_path / "s2"),
+                          "--pattern", "(no group)"], cwd=course.ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2

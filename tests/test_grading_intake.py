@@ -1,0 +1,181 @@
+"""Intake without kernels: every way a student hands a notebook in maps onto the release.
+
+Runs on every graded notebook (discovered through grading.course) in milliseconds; the
+end-to-end runs through real kernels live in test_grading_autograde.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from grading import course, synthetic
+from grading.intake import map_submission, parse_script
+from grading.template import load_template, same_code
+
+ALL = course.notebooks()
+IDS = [nb.name for nb in ALL]
+NB1 = next(nb for nb in ALL if nb.assignment.startswith("01_"))
+SAME_ANSWERS = ("complete", "colab_ipynb", "colab_py", "stripped", "duplicated", "pasted", "reordered")
+
+
+def template_of(nb):
+    return load_template(nb.source, nb.assignment, nb.name)
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def same_answer(got: str, want: str, cell_type: str) -> bool:
+    if cell_type == "code":
+        return same_code(got, want)
+    return " ".join(got.split()) == " ".join(want.split())
+
+
+@pytest.mark.parametrize("kind", SAME_ANSWERS)
+@pytest.mark.parametrize("nb", ALL, ids=IDS)
+def test_every_intake_path_finds_every_answer(nb, kind, tmp_path):
+    template = template_of(nb)
+    suffix, data = synthetic.submission(nb, kind)
+    intake = map_submission(write(tmp_path, f"{nb.name}{suffix}", data), template)
+    assert intake.error is None
+    solutions = synthetic.solutions(nb)
+    for part in template.answers:
+        assert intake.answered[part.grade_id], f"{kind}: `{part.grade_id}` not found; repairs: {intake.repairs}"
+        assert same_answer(intake.answer_source[part.grade_id], solutions[part.grade_id], part.cell_type), (
+            f"{kind}: `{part.grade_id}` mapped to\n{intake.answer_source[part.grade_id]}"
+        )
+
+
+@pytest.mark.parametrize("nb", ALL, ids=IDS)
+def test_blank_notebook_answers_nothing(nb, tmp_path):
+    suffix, data = synthetic.submission(nb, "blank")
+    intake = map_submission(write(tmp_path, f"{nb.name}{suffix}", data), template_of(nb))
+    assert intake.error is None and intake.repairs == []
+    assert not any(intake.answered.values())
+
+
+@pytest.mark.parametrize("nb", ALL, ids=IDS)
+def test_graded_notebook_is_the_source_structure_with_hidden_tests(nb, tmp_path):
+    """Locked and test cells come from the source (hidden tests restored), whatever was handed in."""
+    template = template_of(nb)
+    suffix, data = synthetic.submission(nb, "reordered")
+    intake = map_submission(write(tmp_path, f"{nb.name}{suffix}", data), template)
+    source = nbformat.read(nb.source, as_version=4)
+    assert len(intake.nb.cells) == len(source.cells)
+    for graded, original in zip(intake.nb.cells, source.cells):
+        gid = original.metadata.get("nbgrader", {}).get("grade_id")
+        if gid and template.parts[gid].kind in ("test", "locked"):
+            assert graded.source == original.source
+    assert any("BEGIN HIDDEN TESTS" in c.source for c in intake.nb.cells)
+    assert any("restored" in r for r in intake.repairs) and any("reordered" in r for r in intake.repairs)
+
+
+def test_unreadable_files_are_clear_errors(tmp_path):
+    template = template_of(NB1)
+    suffix, data = synthetic.submission(NB1, "invalid_json")
+    assert "not valid JSON" in map_submission(write(tmp_path, "a.ipynb", data), template).error
+    assert map_submission(write(tmp_path, "b.ipynb", b""), template).error == "empty file"
+    assert map_submission(write(tmp_path, "c.ipynb", b"  \n"), template).error == "empty file"
+    assert "no cells" in map_submission(write(tmp_path, "d.ipynb", json.dumps(
+        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []})), template).error
+    assert map_submission(write(tmp_path, "e.py", "# only a comment\n"), template).error
+
+
+def test_wrong_kernel_and_colab_metadata_are_repaired(tmp_path):
+    suffix, data = synthetic.submission(NB1, "stripped")
+    intake = map_submission(write(tmp_path, "s.ipynb", data), template_of(NB1))
+    assert any("kernel `conda-env-attention-py` replaced by `python3`" in r for r in intake.repairs)
+    suffix, data = synthetic.submission(NB1, "colab_ipynb")
+    assert json.loads(data)["nbformat_minor"] == 0 and "colab" in json.loads(data)["metadata"]
+    intake = map_submission(write(tmp_path, "c.ipynb", data), template_of(NB1))
+    assert intake.format.startswith("Colab notebook (nbformat 4.0") and intake.repairs == []
+
+
+def test_duplicated_and_pasted_cells_are_reported(tmp_path):
+    template = template_of(NB1)
+    first = next(p.grade_id for p in template.answers if p.cell_type == "code")
+    _, data = synthetic.submission(NB1, "duplicated")
+    repairs = map_submission(write(tmp_path, "d.ipynb", data), template).repairs
+    assert any(f"duplicate grade_id `{first}`" in r for r in repairs)
+    _, data = synthetic.submission(NB1, "pasted")
+    repairs = map_submission(write(tmp_path, "p.ipynb", data), template).repairs
+    assert any(f"`{first}`: the answer cell still holds the stub" in r for r in repairs)
+
+
+def test_helper_in_another_cell_comes_along(tmp_path):
+    """An answer that calls a helper the student defined in an extra cell still works."""
+    nb = synthetic.filled(NB1, {"batch_scores": "def batch_scores(queries, keys):\n    return _swap_and_multiply(queries, keys)"})
+    nb.cells.insert(3, nbformat.v4.new_code_cell("import torch as T\n\ndef _swap_and_multiply(q, k):\n    return T.bmm(q, k.transpose(1, 2))"))
+    intake = map_submission(write(tmp_path, "h.ipynb", nbformat.writes(nb)), template_of(NB1))
+    source = intake.answer_source["batch_scores"]
+    assert "def _swap_and_multiply" in source and "import torch as T" in source
+    assert source.index("def _swap_and_multiply") < source.index("def batch_scores")
+
+
+def test_one_cell_holding_two_answers_is_split(tmp_path):
+    """A student who wrote two answers in one new cell (metadata lost) gets each graded separately."""
+    sols = synthetic.solutions(NB1)
+    nb = synthetic.filled(NB1, {})
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    nb.cells.append(nbformat.v4.new_code_cell(sols["masked_softmax"] + "\n\n\n" + sols["batch_scores"]))
+    intake = map_submission(write(tmp_path, "two.ipynb", nbformat.writes(nb)), template_of(NB1))
+    assert same_code(intake.answer_source["masked_softmax"], sols["masked_softmax"])
+    assert same_code(intake.answer_source["batch_scores"], sols["batch_scores"])
+    assert not intake.answered["DotProductAttention"]
+
+
+COLAB_PY = '''# -*- coding: utf-8 -*-
+"""scoring_functions.ipynb
+
+Automatically generated by Colab.
+
+Original file is located at
+    https://colab.research.google.com/drive/1abc
+"""
+
+!pip install -q something
+import os
+if "google.colab" in os.environ.get("X", ""):
+    # %pip install -q "{INSTALL_SPEC}"
+
+"""## Markdown with LaTeX: $\\underbrace{x}$ and \\N{oops}"""
+
+def masked_softmax(X, valid_lens):
+    return broken(
+
+def batch_scores(queries, keys):
+    """queries: (batch, n, d), keys: (batch, m, d)"""
+    return torch.bmm(queries, keys.transpose(1, 2))
+
+matmul_shape = (2, 3, 5)
+bmm_accepts_2d = False
+'''
+
+
+def test_colab_py_with_magics_latex_and_a_syntax_error(tmp_path):
+    """Shell lines, a commented magic alone in a block, LaTeX escapes that are not valid Python
+    strings, and one answer that does not parse: only that answer is lost."""
+    script = parse_script(COLAB_PY)
+    assert script.notes  # the fallback was used and said so
+    intake = map_submission(write(tmp_path, "scoring_functions.py", COLAB_PY), template_of(NB1))
+    assert intake.error is None and intake.format == "Colab .py download"
+    assert "broken(" in intake.answer_source["masked_softmax"]
+    assert any("syntax error" in r and "masked_softmax" in r for r in intake.repairs)
+    assert intake.answered["batch_scores"] and "torch.bmm" in intake.answer_source["batch_scores"]
+    assert intake.answered["bmm_vs_matmul"] and "matmul_shape = (2, 3, 5)" in intake.answer_source["bmm_vs_matmul"]
+    assert not intake.answered["DotProductAttention"]
+
+
+def test_submitted_file_is_never_written(tmp_path):
+    _, data = synthetic.submission(NB1, "stripped")
+    path = write(tmp_path, "x.ipynb", data)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    map_submission(path, template_of(NB1))
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
