@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--assignment", action="append", help="grade only this assignment (repeatable)")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument("--memory", type=_positive, default=2.0, help="memory limit per submission in GiB (default 2)")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run students' code unconfined, as your own user, in plain Jupyter kernels "
+                            "(only where bubblewrap is unavailable; students' code can then read everything you can)")
 
     collect = sub.add_parser(
         "collect", help="turn an LMS download (flat folder or .zip) into the submitted layout",
@@ -121,7 +125,23 @@ def _autograde(parser: argparse.ArgumentParser, args) -> int:
     except ImportError as exc:  # pragma: no cover - broken installation
         print(f"error: the grading pipeline cannot be imported: {exc}", file=sys.stderr)
         return 3
-    options = GradeOptions(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+    if args.no_sandbox:
+        print("warning: --no-sandbox: students' code runs as your own user and can read solutions/, "
+              "the gradebook and other submissions", file=sys.stderr)
+    else:
+        from grading.sandbox import SandboxUnavailable, check_available
+
+        try:
+            check_available()
+        except SandboxUnavailable as exc:
+            print(f"error: refusing to run students' code without a sandbox: {exc}", file=sys.stderr)
+            return 3
+    options = GradeOptions(
+        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, sandbox=not args.no_sandbox,
+        memory_bytes=int(args.memory * 1024**3),
+        # the sandbox already hides the repository and home; also hide these wherever they are
+        hide=tuple(str(p.resolve()) for p in (args.submitted, args.out)),
+    )
     try:
         summary = autograde_class(
             args.submitted, args.out, workers=args.workers, db=args.db, options=options,

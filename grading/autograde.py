@@ -42,6 +42,7 @@ from pathlib import Path
 
 import nbformat
 
+from grading.engine import execute_sandboxed
 from grading.intake import KERNEL_NAME, Intake, map_submission
 from grading.template import Template, load_template
 
@@ -61,6 +62,13 @@ class GradeOptions:
     interrupt_grace: float = 5.0  # seconds a timed-out kernel has to answer after SIGINT
     kernel_name: str = KERNEL_NAME
     threads: int = 1  # OMP/MKL threads per kernel (parallel workers share the cores)
+    # Sandboxed execution with verdicts decided in the grader's process (grading.engine).
+    # False: a plain Jupyter kernel as the grader's own user (only with --no-sandbox).
+    sandbox: bool = True
+    memory_bytes: int = 2 * 1024**3  # per submission
+    cpu_seconds: int = 600  # CPU time per submission
+    max_processes: int = 64  # per sandbox
+    hide: tuple[str, ...] = ()  # extra folders the sandbox must not see (submissions, output)
 
 
 @dataclass(frozen=True)
@@ -477,7 +485,10 @@ def grade_submission(task: GradeTask) -> SubmissionResult:
                 shutil.copytree(item, workdir / item.name)
             else:
                 shutil.copy2(item, workdir / item.name)
-        log = execute(nb, template, task.options, workdir)
+        if task.options.sandbox:
+            log = execute_sandboxed(nb, template, task.options, _describe_cell)
+        else:
+            log = execute(nb, template, task.options, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.timings["start"] = log.start_seconds

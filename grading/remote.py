@@ -48,6 +48,10 @@ class RunnerError(RuntimeError):
         self.reason = reason
 
 
+class RunnerInterrupted(RunnerError):
+    """A request ran past its time limit and was interrupted (SIGINT); the runner is still usable."""
+
+
 class RemoteRaised(Exception):
     """An exception raised by the student's code in the sandbox, re-raised here by name."""
 
@@ -66,22 +70,25 @@ def _remote_exception(reply: dict) -> Exception:
 class Runner:
     """One sandboxed zygote; serves submissions one after another."""
 
-    def __init__(self, sandbox: Sandbox | None, limits: Limits = Limits(), start_timeout: float = 120) -> None:
+    def __init__(self, sandbox: Sandbox | None, limits: Limits = Limits(), start_timeout: float = 120, threads: int = 1) -> None:
         self.sandbox = sandbox
         self.limits = limits
         req_r, self._req_w = os.pipe()
         self._rep_r, rep_w = os.pipe()
-        argv = [sys.executable, str(RUNNER), str(req_r), str(rep_w)]
+        ctl_r, self._ctl_w = os.pipe()
+        argv = [sys.executable, str(RUNNER), str(req_r), str(rep_w), str(ctl_r)]
         cmd = sandbox.wrap(argv) if sandbox is not None else argv
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER_TOKEN"))}
         env.update({"MPLBACKEND": "Agg", "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1"})
+        if threads:  # parallel workers share the cores: one thread each by default
+            env.update({var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
         cwd = sandbox.scratch if sandbox is not None else None
         self.proc = subprocess.Popen(
-            cmd, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            cmd, pass_fds=(req_r, rep_w, ctl_r), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True,
         )
-        os.close(req_r)
-        os.close(rep_w)
+        for fd in (req_r, rep_w, ctl_r):
+            os.close(fd)
         self.in_submission = False
         started = time.monotonic()
         hello = self._receive(start_timeout)
@@ -90,15 +97,16 @@ class Runner:
         self.start_seconds = time.monotonic() - started
 
     # ------------------------------------------------------------------ transport
-    def _send(self, message: dict) -> None:
+    def _send(self, message: dict, fd: int | None = None) -> None:
+        fd = self._req_w if fd is None else fd
         buf = io.BytesIO()
         torch.save(message, buf)
         data = buf.getvalue()
         try:
-            os.write(self._req_w, struct.pack(">Q", len(data)))
+            os.write(fd, struct.pack(">Q", len(data)))
             view = memoryview(data)
             while view:
-                view = view[os.write(self._req_w, view):]
+                view = view[os.write(fd, view):]
         except (BrokenPipeError, OSError) as exc:
             raise RunnerError("kernel died", self._exit_detail()) from exc
 
@@ -152,17 +160,40 @@ class Runner:
             return f"killed by signal {-code}"
         return f"exit status {code}"
 
-    def request(self, message: dict, timeout: float) -> dict:
+    def request(self, message: dict, timeout: float, grace: float = 5.0) -> dict:
+        """Send a request to the submission's child and wait ``timeout`` seconds for the reply.
+
+        Past the limit the child is interrupted (SIGINT) and has ``grace`` seconds to answer:
+        then :class:`RunnerInterrupted` (the runner goes on); else the whole sandbox is killed
+        and ``RunnerError("timeout")`` says it did not respond to the interrupt.
+        """
         self._send(message)
-        reply = self._receive(timeout)
+        try:
+            reply = self._receive_frame(time.monotonic() + timeout)
+        except RunnerError as exc:
+            if exc.reason != "timeout":
+                if exc.reason == "protocol":
+                    self.close()
+                raise
+            self._send({"op": "interrupt"}, self._ctl_w)
+            try:
+                reply = self._receive_frame(time.monotonic() + grace)
+            except RunnerError:
+                self.close()
+                raise RunnerError("timeout", "did not respond to an interrupt") from None
+            self._check_alive(reply)
+            raise RunnerInterrupted("interrupted", f"ran for more than {timeout:.0f} s and was interrupted") from None
+        self._check_alive(reply)
+        return reply
+
+    def _check_alive(self, reply: dict) -> None:
         if reply.get("finished"):  # the zygote reports that the submission's child died
             self.in_submission = False
             raise RunnerError("kernel died", _describe_status(int(reply.get("status", 0))))
-        return reply
 
     # ------------------------------------------------------------------ submissions
     def begin(self, timeout: float = 60) -> None:
-        self._send({"op": "begin", "limits": {"memory_bytes": self.limits.memory_bytes, "cpu_seconds": self.limits.cpu_seconds}})
+        self._send({"op": "begin", "limits": {"memory_bytes": self.limits.memory_bytes, "cpu_seconds": self.limits.cpu_seconds}}, self._ctl_w)
         reply = self._receive(timeout)
         if not reply.get("ready"):
             raise RunnerError("protocol", "child did not start")
@@ -181,6 +212,8 @@ class Runner:
                 return
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._ctl_w)
         with contextlib.suppress(OSError):
             os.close(self._req_w)
         with contextlib.suppress(OSError):

@@ -10,7 +10,9 @@ decides a verdict: the grader compares the returned tensors in its own process, 
 student who monkeypatches torch here changes nothing but their own outputs.
 
 Protocol: frames of an 8-byte big-endian length and a ``torch.save`` payload (a dict), on
-two pipe file descriptors given on the command line (requests in, replies out). The grader reads replies with
+three pipe file descriptors given on the command line: requests for the child, replies (from
+the child, and from the zygote between submissions), and control messages for the zygote
+("begin" a submission, "interrupt" the running child with SIGINT). The grader reads replies with
 ``torch.load(weights_only=True)``, which cannot run code. The student's prints go to fd 1
 and 2, captured per cell. This file imports nothing from the repository: the sandbox shows
 it alone.
@@ -23,13 +25,14 @@ import ctypes
 import io
 import os
 import resource
+import select
 import shutil
 import signal
 import struct
 import sys
 import traceback
 
-REQUESTS, REPLIES = -1, -1  # set from the command line
+REQUESTS, REPLIES, CONTROL = -1, -1, -1  # set from the command line
 MAX_TEXT = 20_000  # characters of a cell's stdout/stderr sent back
 
 
@@ -152,7 +155,10 @@ class Child:
     def serve(self) -> None:
         _write_frame(REPLIES, _dump(self.torch, {"ready": True}))
         while True:
-            frame = _read_frame(REQUESTS)
+            try:
+                frame = _read_frame(REQUESTS)
+            except KeyboardInterrupt:  # an interrupt that arrived after the work it was meant for
+                continue
             if frame is None:
                 return
             request = self.torch.load(io.BytesIO(frame), weights_only=True)
@@ -214,6 +220,25 @@ def _wipe(folder: str) -> None:
             pass
 
 
+def _supervise(pid: int, torch_module) -> int:
+    """Wait for the child, passing on "interrupt" requests (SIGINT) from the grader."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        ready, _, _ = select.select([CONTROL], [], [], 0.1)
+        if ready:
+            frame = _read_frame(CONTROL)
+            if frame is None:  # the grader is gone
+                os.kill(pid, signal.SIGKILL)
+                continue
+            if torch_module.load(io.BytesIO(frame), weights_only=True).get("op") == "interrupt":
+                try:
+                    os.kill(pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+
 def zygote() -> int:
     """Import the heavy modules once, then fork one fresh child per submission."""
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -233,7 +258,7 @@ def zygote() -> int:
     scratch = os.getcwd()
     _write_frame(REPLIES, _dump(torch, {"zygote": True, "pid": os.getpid()}))
     while True:
-        frame = _read_frame(REQUESTS)
+        frame = _read_frame(CONTROL)
         if frame is None:
             return 0
         request = torch.load(io.BytesIO(frame), weights_only=True)
@@ -242,7 +267,9 @@ def zygote() -> int:
         pid = os.fork()
         if pid == 0:
             try:
+                os.close(CONTROL)
                 os.setsid()
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 limits = request.get("limits", {})
                 if limits.get("memory_bytes"):
                     resource.setrlimit(resource.RLIMIT_DATA, (limits["memory_bytes"], limits["memory_bytes"]))
@@ -252,7 +279,7 @@ def zygote() -> int:
                 Child(torch).serve()
             finally:
                 os._exit(0)
-        _, status = os.waitpid(pid, 0)
+        status = _supervise(pid, torch)
         # Whatever the submission left behind dies with it: every process of this PID
         # namespace but bwrap (pid 1) and us; then its files go.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -263,5 +290,5 @@ def zygote() -> int:
 
 
 if __name__ == "__main__":
-    REQUESTS, REPLIES = int(sys.argv[1]), int(sys.argv[2])
+    REQUESTS, REPLIES, CONTROL = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     sys.exit(zygote())
