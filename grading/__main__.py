@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--assignment", action="append", help="grade only this assignment (repeatable)")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="send the submissions to a Dask cluster (e.g. tcp://host:8786) instead of local workers")
+    grade.add_argument("--fresh", action="store_true",
+                       help="regrade everything (by default a rerun reuses the submissions an interrupted run finished)")
     grade.add_argument("--memory", type=_positive, default=2.0, help="memory limit per submission in GiB (default 2)")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run students' code unconfined, as your own user, in plain Jupyter kernels "
@@ -67,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--pattern", help="regex with a named group `student`, searched in each file's relative path")
     collect.add_argument("--assignment", help="only match notebooks of this assignment")
     collect.add_argument("--dry-run", action="store_true", help="list what would be copied")
+
+    bench = sub.add_parser(
+        "bench", help="benchmark: grade a synthetic class with plain nbgrader and with this pipeline",
+        description="Build a synthetic class (STUDENTS x every graded notebook), grade it with plain "
+                    "`nbgrader autograde` and with this pipeline at default settings, and print both rates, "
+                    "the ratio and where the time goes; the last line reads `speedup vs nbgrader: <ratio>x`.",
+    )
+    from grading.bench import add_arguments as bench_arguments
+
+    bench_arguments(bench)
 
     export = sub.add_parser("export", help="write the final grades table from the gradebook (manual grades included)")
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -102,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, __import__("re").error) as exc:
             parser.error(str(exc))
         return 0
+    if args.command == "bench":
+        from grading.bench import bench
+
+        return bench(args.students, args.workers, args.out)
     if args.command == "export":
         from grading.gradebook import export
 
@@ -145,7 +163,8 @@ def _autograde(parser: argparse.ArgumentParser, args) -> int:
     try:
         summary = autograde_class(
             args.submitted, args.out, workers=args.workers, db=args.db, options=options,
-            assignments=args.assignment, students=args.student, progress=not args.quiet,
+            assignments=args.assignment, students=args.student, progress=not args.quiet, resume=not args.fresh,
+            scheduler=args.scheduler,
         )
     except NothingToGrade as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -119,6 +119,7 @@ class SubmissionResult:
     answered: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     sha256: str = ""
+    fingerprint: str = ""  # submission + source notebook + options: a finished result is reused only if it matches
     timestamp: str | None = None
     executed: str | None = None  # the executed notebook (nbformat JSON), for nbgrader's formgrader
 
@@ -452,6 +453,14 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(task: GradeTask) -> str:
+    """What a result depends on: the submitted file, the source notebook (tests) and the options."""
+    digest = hashlib.sha256()
+    for part in (sha256(Path(task.submission)), sha256(Path(task.source)), repr(task.options)):
+        digest.update(part.encode())
+    return digest.hexdigest()
+
+
 def grade_submission(task: GradeTask) -> SubmissionResult:
     """Grade one submitted notebook; every failure of the submission ends up in the result."""
     t0 = time.perf_counter()
@@ -460,6 +469,7 @@ def grade_submission(task: GradeTask) -> SubmissionResult:
     path = Path(task.submission)
     try:
         result.sha256 = sha256(path)
+        result.fingerprint = fingerprint(task)
     except OSError as exc:
         result.error = f"cannot read the file: {exc}"
     intake = map_submission(path, template) if result.error is None else Intake(error=result.error)

@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 from grading import course, feedback
-from grading.autograde import GradeOptions, GradeTask, QuestionResult, SubmissionResult, grade_submission, sha256
+from grading.autograde import GradeOptions, GradeTask, QuestionResult, SubmissionResult, fingerprint, grade_submission, sha256
 from grading.gradebook import (
     HEADER,
     GradebookWriter,
@@ -182,6 +182,29 @@ def _pool(workers: int) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+def run_tasks_dask(tasks: list[GradeTask], scheduler: str, on_result) -> None:
+    """Grade ``tasks`` on a Dask cluster (``scheduler``: its address, e.g. ``tcp://10.0.0.5:8786``).
+
+    Each task is the same pure ``grade_submission`` call as locally, so the sandbox and the
+    trusted verdicts apply on every worker (each worker process keeps its own warm runner).
+    Workers need this project's environment, bubblewrap, and the submissions and solutions at
+    the same paths (a shared file system, as on a Slurm cluster). Results come back here, and
+    this process stays the single writer of every output.
+    """
+    from distributed import Client, as_completed
+
+    with Client(scheduler, timeout="60s") as client:
+        futures = {client.submit(grade_submission, task, pure=False, retries=1): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker or a bug must not stop the class
+                detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                result = _crashed(task, f"the Dask worker failed: {detail}")
+            on_result(result)
+
+
 def run_tasks(tasks: list[GradeTask], workers: int, on_result) -> None:
     """Grade ``tasks`` with ``workers`` processes (0: in this process), calling ``on_result`` in order of completion."""
     if workers <= 0:
@@ -291,18 +314,21 @@ class ClassSummary:
     workers: int
     results: list[SubmissionResult]
     changed_files: list[str]
+    reused: int = 0  # finished by an earlier, interrupted run
 
     def line(self) -> str:
         per = self.seconds / self.submissions if self.submissions else 0
         how = f"{self.workers} worker(s)" if self.workers else "in-process"
         return (f"{self.submissions} submission(s) from {self.students} student(s) in {self.seconds:.1f}s "
                 f"({per:.1f}s per submission, {how}): {self.graded} graded, "
-                f"{self.repaired} repaired, {self.errors} with errors")
+                f"{self.repaired} repaired, {self.errors} with errors"
+                + (f", {self.reused} reused from an interrupted run" if self.reused else ""))
 
 
 def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: str | None = None,
                     options: GradeOptions | None = None, assignments: list[str] | None = None,
-                    students: list[str] | None = None, progress: bool = True, log=None) -> ClassSummary:
+                    students: list[str] | None = None, progress: bool = True, log=None,
+                    resume: bool = True, scheduler: str | None = None) -> ClassSummary:
     log = log or sys.stderr
     start = time.perf_counter()
     options = options or GradeOptions()
@@ -331,15 +357,17 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
 
     writer = GradebookWriter(db_url)
     results: list[SubmissionResult] = []
+    reused: list[SubmissionResult] = []
     bar = Progress(len(found.tasks), log, enabled=progress)
     templates = {(t.assignment, t.notebook): t for ts in by_assignment.values() for t in ts}
+
+    def result_path(key: tuple[str, str, str]) -> Path:
+        sid, aid, nid = key
+        return out / "results" / sid / aid / f"{nid}.json"
 
     def store(result: SubmissionResult) -> None:
         key = "/".join(result.key)
         sid, aid, nid = result.key
-        result_path = out / "results" / sid / aid / f"{nid}.json"
-        result_path.parent.mkdir(parents=True, exist_ok=True)
-        result_path.write_text(json.dumps(result.to_dict(), indent=1))
         executed = result.executed or _placeholder_notebook(result)
         target = autograded / sid / aid / f"{nid}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -347,13 +375,42 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         result.executed = None  # keep memory flat on big classes
         feedback.write(result, out / "feedback" / sid / aid / f"{nid}.html", templates.get((aid, nid)))
         writer.write(result)
+        # Written last and atomically: its presence means everything above is done (resume).
+        path = result_path(result.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(result.to_dict(), indent=1))
+        os.replace(partial, path)
         results.append(result)
         state = "error" if result.error else ("errors" if result.has_errors else "ok")
         bar.update(f"{key} {state}")
 
+    def finished(task: GradeTask) -> SubmissionResult | None:
+        """The stored result of an earlier, interrupted run, if it still applies to this task."""
+        path = result_path(task.key)
+        if not resume or not path.exists():
+            return None
+        try:
+            old = SubmissionResult.from_dict(json.loads(path.read_text()))
+            return old if old.fingerprint and old.fingerprint == fingerprint(task) else None
+        except (OSError, ValueError, TypeError):
+            return None  # unreadable: grade again
+
     try:
         bar.begin()
-        run_tasks(found.tasks, workers, store)
+        todo = []
+        for task in found.tasks:
+            previous = finished(task)
+            if previous is None:
+                todo.append(task)
+            else:
+                results.append(previous)
+                reused.append(previous)
+                bar.update("/".join(task.key) + " (finished earlier)")
+        if scheduler:
+            run_tasks_dask(todo, scheduler, store)
+        else:
+            run_tasks(todo, workers, store)
         for m in found.missing:
             writer.mark_missing(m.student_id, m.assignment, m.notebook)
             result = _missing_result(m)
@@ -377,7 +434,7 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         graded=sum(1 for r in results if not r.error and r.submission and not r.submission.startswith("(missing)")),
         repaired=sum(1 for r in results if r.repairs),
         errors=sum(1 for r in results if r.has_errors),
-        seconds=seconds, workers=workers, results=results, changed_files=changed,
+        seconds=seconds, workers=workers, results=results, changed_files=changed, reused=len(reused),
     )
     header = [
         "Autograde report",
@@ -387,6 +444,8 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         f"autograded notebooks: {autograded}",
         f"summary:   {summary.line()}",
     ]
+    if reused:
+        header.append(f"resumed:   {len(reused)} submission(s) finished by an earlier run were reused (--fresh regrades them)")
     for path in changed:
         header.append(f"WARNING: a submitted file changed while grading: {path}")
     for m in found.missing:

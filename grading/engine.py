@@ -19,6 +19,8 @@ submissions one after another; a runner that hangs or dies is replaced.
 from __future__ import annotations
 
 import ast
+import atexit
+import threading
 import time
 
 import nbformat
@@ -31,7 +33,9 @@ _RUNNERS: dict[tuple, Runner] = {}
 
 def runner_for(options) -> Runner:
     """This process's runner for these options (limits, hidden paths), started on first use."""
-    key = (options.sandbox, options.memory_bytes, options.cpu_seconds, options.max_processes, options.hide, options.threads)
+    # one runner per thread: a Dask worker may run several tasks at once in threads
+    key = (threading.get_ident(), options.sandbox, options.memory_bytes, options.cpu_seconds,
+           options.max_processes, options.hide, options.threads)
     runner = _RUNNERS.get(key)
     if runner is not None and runner.alive:
         return runner
@@ -49,9 +53,12 @@ def runner_for(options) -> Runner:
 
 
 def close_runners() -> None:
-    for runner in _RUNNERS.values():
+    for runner in list(_RUNNERS.values()):
         runner.close()
     _RUNNERS.clear()
+
+
+atexit.register(close_runners)  # a worker process that ends takes its sandboxes with it
 
 
 # --------------------------------------------------------------------------------------------
