@@ -34,6 +34,7 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 from grading.sandbox import Limits, Sandbox
+from grading.template import used_and_bound
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_FRAME = 512 * 1024**2
@@ -345,18 +346,6 @@ class TrustedNamespace:
             exec(compile(_transform(source), "<trusted cell>", "exec"), self.globals)  # noqa: S102
 
 
-def _names(tree: ast.AST) -> tuple[set[str], set[str]]:
-    loaded, stored = set(), set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (loaded if isinstance(node.ctx, ast.Load) else stored).add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
-            stored.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            stored.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return loaded, stored
-
-
 def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, timeout: float) -> CellRun:
     """Execute a grade cell here; student names resolve to values or RemoteObjects from the sandbox."""
     run = CellRun(index=-1, kind="grade")
@@ -364,7 +353,7 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, timeout: f
     code = _transform(source)
     try:
         tree = ast.parse(code)
-        loaded, stored = _names(tree)
+        loaded, stored = used_and_bound(tree)
         remote_names = set(runner.request({"op": "names"}, timeout).get("names", []))
         local = dict(ns.globals)
         for name in sorted(loaded & remote_names):

@@ -104,3 +104,8 @@ def answer_source(nb: nbformat.NotebookNode, gid: str) -> str:
         if grade_id(cell) == gid:
             return cell.source
     raise KeyError(gid)
+
+
+def points(nb: nbformat.NotebookNode) -> dict[str, float]:
+    """grade_id -> points of every graded cell (autograded checks and written answers)."""
+    return {grade_id(c): c.metadata["nbgrader"].get("points") for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from harness import answer_source, grade_id, load, run_notebook
+from harness import answer_source, grade_id, load, run_notebook, points
 
 SOLUTION = "solutions/02_scoring_exercises/scoring_exercises.ipynb"
 RELEASE = "notebooks/02_scoring_exercises/scoring_exercises.ipynb"
@@ -361,12 +361,7 @@ def test_traffic_alternatives_pass(solution, expr):
 
 
 def test_points_and_answer_cells(solution):
-    points = {
-        grade_id(c): c.metadata["nbgrader"].get("points")
-        for c in solution.cells
-        if c.metadata.get("nbgrader", {}).get("grade")
-    }
-    assert points == POINTS
+    assert points(solution) == POINTS
     for name in ANSWERS:
         source = answer_source(solution, name)
         assert name in source and "### BEGIN SOLUTION" in source

@@ -19,7 +19,7 @@ import torch
 
 import attnkit
 from attnkit import KEY, VALUE, attention
-from harness import answer_source, grade_id, load, run_notebook
+from harness import answer_source, grade_id, load, run_notebook, points
 
 SOLUTION = "solutions/03_understanding_attention/understanding_attention.ipynb"
 RELEASE = "notebooks/03_understanding_attention/understanding_attention.ipynb"
@@ -386,12 +386,7 @@ def test_section_1_4_follows_the_students_query132(solution, S):
 
 
 def test_points_answer_cells_and_written_answers(solution):
-    points = {
-        grade_id(c): c.metadata["nbgrader"].get("points")
-        for c in solution.cells
-        if c.metadata.get("nbgrader", {}).get("grade")
-    }
-    assert points == POINTS
+    assert points(solution) == POINTS
     for name in ANSWERS:
         source = answer_source(solution, name)
         assert name in source and "### BEGIN SOLUTION" in source
