@@ -57,7 +57,19 @@ def grade_synthetic_class(workers: int | None = None) -> int:
     print(f"   kinds: {', '.join(students.values())}")
     print("== 4. Autograde the class: python -m grading autograde demo-output/submitted --out demo-output/graded")
     sys.stdout.flush()
-    summary = autograde_class(submitted, graded, workers=workers, db=graded / "gradebook.db")
+    from grading.autograde import GradeOptions
+    from grading.sandbox import SandboxUnavailable, check_available
+
+    options = GradeOptions()
+    try:
+        check_available()
+        print("   in the bubblewrap sandbox, verdicts decided outside the students' processes")
+    except SandboxUnavailable as exc:
+        # These submissions are our own synthetic ones, so the demo may run them unconfined;
+        # `python -m grading autograde` on real submissions refuses to.
+        print(f"   NOTE: no sandbox here ({exc})\n   the demo grades its own synthetic class without one")
+        options = GradeOptions(sandbox=False)
+    summary = autograde_class(submitted, graded, workers=workers, db=graded / "gradebook.db", options=options, resume=False)
     print()
     print("autograded score / max per notebook ('+2m': points of written answers awaiting a human;")
     print("'err': some questions could not be graded, 'ERR': the file could not be read; see the report)")
