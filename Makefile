@@ -14,7 +14,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 	&& echo $$p && break; done)
 export MPLBACKEND ?= Agg
 
-.PHONY: help venv demo test test-browser release execute grade collect export clean
+.PHONY: help venv demo test test-browser release execute grade collect export bench clean
 help:
 	@echo "make demo     build the student notebooks, run the solutions, report (the main job)"
 	@echo "make test     run the test suite"
@@ -24,6 +24,7 @@ help:
 	@echo "make collect DOWNLOAD=lms.zip        sort an LMS download into grading/submitted/"
 	@echo "make grade [SUBMITTED=.. OUT=.. WORKERS=N]  autograde a class (default grading/submitted)"
 	@echo "make export FILE=final_grades.csv     the final table, manual grades included"
+	@echo "make bench    plain nbgrader vs this pipeline on a synthetic class (40 students; several minutes)"
 	@echo "make clean    remove generated grading output (keeps .venv)"
 
 venv: $(STAMP)
@@ -60,6 +61,9 @@ grade: $(STAMP)
 
 export: $(STAMP)
 	$(BIN)/python -m grading export --out $(or $(FILE),final_grades.csv)
+
+bench: $(STAMP)
+	$(BIN)/python -m grading bench $(if $(STUDENTS),--students $(STUDENTS)) $(if $(WORKERS),--workers $(WORKERS))
 
 clean:
 	rm -rf grading/gradebook.db grading/submitted grading/autograded grading/feedback grading/results demo-output

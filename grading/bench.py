@@ -214,30 +214,41 @@ def _total(scores: dict[str, float | None]) -> float:
     return sum(s or 0 for s in scores.values())
 
 
-def compare(ours: dict[tuple, dict[str, float | None]], theirs: dict[tuple, dict[str, float | None]]) -> tuple[list[str], int, int, int, int]:
-    """Lines describing each disagreement; and (submissions agreeing, submissions, students agreeing, students)."""
-    problems: list[str] = []
-    same = 0
+@dataclass
+class Agreement:
+    submissions: int = 0  # graded by us
+    same_questions: int = 0  # ... with nbgrader's score on every question (None: awaiting a human)
+    students: int = 0
+    same_totals: int = 0  # students whose total over all notebooks is the same
+    mean_total: float = 0.0  # our mean total per student
+    max_total: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def compare(ours: dict[tuple, dict[str, float | None]], theirs: dict[tuple, dict[str, float | None]],
+            max_total: float = 0.0) -> Agreement:
+    """Question by question for each submission, then each student's total."""
+    agree = Agreement(submissions=len(ours), max_total=max_total)
     for key in sorted(ours):
         mine, other = ours[key], theirs.get(key)
         label = "/".join(key)
         if other is None:
-            problems.append(f"  {label}: no result in nbgrader's gradebook")
+            agree.problems.append(f"  {label}: no result in nbgrader's gradebook")
             continue
-        if _total(mine) == _total(other):
-            same += 1
+        diffs = [f"{gid}: ours {mine.get(gid)}, nbgrader {other.get(gid)}"
+                 for gid in sorted(set(mine) | set(other)) if mine.get(gid) != other.get(gid)]
+        if not diffs:
+            agree.same_questions += 1
         else:
-            diffs = [f"{gid} ours {mine.get(gid)} nbgrader {other.get(gid)}"
-                     for gid in sorted(set(mine) | set(other)) if (mine.get(gid) or 0) != (other.get(gid) or 0)]
-            problems.append(f"  {label}: ours {_total(mine):g}, nbgrader {_total(other):g} ({'; '.join(diffs)})")
+            agree.problems.append(f"  {label}: total ours {_total(mine):g}, nbgrader {_total(other):g} ({'; '.join(diffs)})")
     for key in sorted(set(theirs) - set(ours)):
-        problems.append(f"  {'/'.join(key)}: graded by nbgrader only")
+        agree.problems.append(f"  {'/'.join(key)}: graded by nbgrader only")
     students = sorted({k[0] for k in ours} | {k[0] for k in theirs})
-    student_same = sum(
-        1 for s in students
-        if sum(_total(v) for k, v in ours.items() if k[0] == s) == sum(_total(v) for k, v in theirs.items() if k[0] == s)
-    )
-    return problems, same, len(ours), student_same, len(students)
+    totals = {s: sum(_total(v) for k, v in ours.items() if k[0] == s) for s in students}
+    agree.students = len(students)
+    agree.same_totals = sum(1 for s in students if totals[s] == sum(_total(v) for k, v in theirs.items() if k[0] == s))
+    agree.mean_total = statistics.fmean(totals.values()) if totals else 0.0
+    return agree
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,14 +336,18 @@ def bench(students: int = 40, workers: int | None = None, out: Path | None = Non
         _breakdown(say, mine, results, n_workers)
 
         ours_scores = {r.key: {q.grade_id: q.score for q in r.questions} for r in results}
-        problems, same, total, student_same, student_total = compare(ours_scores, theirs.scores)
-        if not problems:
-            say(f"agreement: {same}/{total} submissions and {student_same}/{student_total} students: same totals from both graders")
+        max_total = sum(q.max_score for r in results if r.student_id == results[0].student_id for q in r.questions
+                        if q.graded_by == "auto") if results else 0.0
+        agree = compare(ours_scores, theirs.scores, max_total)
+        line = (f"{agree.same_questions}/{agree.submissions} submissions with the same score on every question, "
+                f"{agree.same_totals}/{agree.students} students with the same total "
+                f"(mean {agree.mean_total:.1f} of {agree.max_total:g} autograded points)")
+        if not agree.problems:
+            say(f"agreement: {line}")
         else:
-            say(f"agreement: MISMATCH: {same}/{total} submissions and {student_same}/{student_total} students have the same totals; "
-                "the others:")
-            for line in problems:
-                say(line)
+            say(f"agreement: MISMATCH: {line}; the others:")
+            for problem in agree.problems:
+                say(problem)
         errors = [r for r in results if r.has_errors]
         if errors:
             say(f"note: {len(errors)} of our results have error rows (see {base / 'ours' / 'report'})")
@@ -374,7 +389,7 @@ def _breakdown(say, run: OurRun, results, workers: int) -> None:
         "feedback HTML, gradebook commit")
     say(f"  overhead   {max(wall - busy, 0.0):6.3f} s  of wall not covered by busy workers: set-up (gradebook, discovery: "
         f"{run.began - run.started:.1f} s), pool start (spawn, `import torch` per worker, first result after {first:.1f} s), "
-        f"the tail, report ({run.seconds - (run.ended - run.started):.1f} s)")
+        f"the tail, then grades.csv and the report ({run.started + run.seconds - run.ended:.1f} s)")
     say(f"  = wall     {wall:6.3f} s  per submission ({run.seconds:.1f} s / {n})")
 
 

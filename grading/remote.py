@@ -24,6 +24,7 @@ import io
 import os
 import select
 import struct
+import symtable
 import subprocess
 import sys
 import time
@@ -346,6 +347,22 @@ class TrustedNamespace:
             exec(compile(_transform(source), "<trusted cell>", "exec"), self.globals)  # noqa: S102
 
 
+def global_reads(code: str) -> set[str]:
+    """Names a cell reads from its global namespace: at top level, or as globals inside functions.
+
+    A nested function's own locals (``q`` in ``def ref(q): ...``) are not included, so a
+    student's global of the same name is not fetched for nothing.
+    """
+    names: set[str] = set()
+    tables = [symtable.symtable(code, "<grade cell>", "exec")]
+    while tables:
+        table = tables.pop()
+        top = table.get_type() == "module"
+        names.update(s.get_name() for s in table.get_symbols() if s.is_referenced() and (top or s.is_global()))
+        tables.extend(table.get_children())
+    return names
+
+
 def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, timeout: float) -> CellRun:
     """Execute a grade cell here; student names resolve to values or RemoteObjects from the sandbox."""
     run = CellRun(index=-1, kind="grade")
@@ -353,7 +370,7 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, timeout: f
     code = _transform(source)
     try:
         tree = ast.parse(code)
-        loaded, stored = used_and_bound(tree)
+        loaded, stored = global_reads(code), used_and_bound(tree)[1]
         remote_names = set(runner.request({"op": "names"}, timeout).get("names", []))
         local = dict(ns.globals)
         for name in sorted(loaded & remote_names):

@@ -254,6 +254,16 @@ def zygote() -> int:
         import attnkit  # noqa: F401
     except ImportError:
         pass
+    # The first TorchDispatchMode imports ~900 modules (sympy, ...): pay that once here, not in
+    # every child (attnkit.largest_intermediate uses one in notebook 02's checks).
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Warm(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with _Warm():
+        torch.ones(1) + 1
     _non_dumpable()
     scratch = os.getcwd()
     _write_frame(REPLIES, _dump(torch, {"zygote": True, "pid": os.getpid()}))
