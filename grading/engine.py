@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import ast
 import atexit
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import nbformat
 
@@ -42,9 +44,6 @@ def runner_for(options) -> Runner:
     if runner is not None:
         runner.close()
     limits = Limits(memory_bytes=options.memory_bytes, cpu_seconds=options.cpu_seconds, max_processes=options.max_processes)
-    import tempfile
-    from pathlib import Path
-
     scratch = Path(tempfile.mkdtemp(prefix="attn-sandbox-")) / "scratch"
     sandbox = Sandbox(scratch, limits=limits, hidden=tuple(Path(p) for p in options.hide)) if options.sandbox else None
     runner = Runner(sandbox, limits=limits, threads=options.threads)

@@ -324,11 +324,9 @@ def decode(runner: Runner, value, timeout: float):
 
 
 @dataclass
-class CellRun:
-    """What happened to one cell: where it ran, whether it raised, what it printed."""
+class Verdict:
+    """The outcome of a grade cell run here: whether it raised, what it printed."""
 
-    index: int
-    kind: str  # "student", "trusted" or "grade"
     ok: bool = True
     ename: str = ""
     evalue: str = ""
@@ -363,9 +361,9 @@ def global_reads(code: str) -> set[str]:
     return names
 
 
-def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, timeout: float) -> CellRun:
+def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, timeout: float) -> Verdict:
     """Execute a grade cell here; student names resolve to values or RemoteObjects from the sandbox."""
-    run = CellRun(index=-1, kind="grade")
+    run = Verdict()
     start = time.monotonic()
     code = _transform(source)
     try:

@@ -14,8 +14,8 @@ three pipe file descriptors given on the command line: requests for the child, r
 the child, and from the zygote between submissions), and control messages for the zygote
 ("begin" a submission, "interrupt" the running child with SIGINT). The grader reads replies with
 ``torch.load(weights_only=True)``, which cannot run code. The student's prints go to fd 1
-and 2, captured per cell. This file imports nothing from the repository: the sandbox shows
-it alone.
+and 2, captured per cell. Of the repository this file imports only ``attnkit`` (the helpers,
+which the sandbox shows, as notebooks need them); the sandbox shows this file alone of grading/.
 """
 
 from __future__ import annotations
@@ -140,16 +140,16 @@ class Child:
             target = getattr(target, method)
         args = self.decode(request.get("args", ()))
         kwargs = self.decode(request.get("kwargs", {}))
-        sizes: list[tuple[int, tuple]] = []
         with self.torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            if request.get("record"):
-                with _StorageRecorder(self.torch, sizes):
-                    value = target(*args, **kwargs)
+            if request.get("record"):  # the same recorder grade cells use in-process
+                from attnkit.checks import largest_intermediate
+
+                value, elements, shape = largest_intermediate(target, *args, **kwargs)
             else:
                 value = target(*args, **kwargs)
         reply = {"value": self.encode(value)}
         if request.get("record"):
-            reply["largest_storage"], reply["largest_shape"] = max(sizes, default=(0, ()))
+            reply["largest_storage"], reply["largest_shape"] = elements, shape
         return reply
 
     def serve(self) -> None:
@@ -174,24 +174,6 @@ class Child:
             except Exception as exc:  # an unserialisable value
                 payload = _dump(self.torch, {"raised": "TypeError", "message": f"cannot send the value: {exc}"})
             _write_frame(REPLIES, payload)
-
-
-class _StorageRecorder:
-    """Records the storage size (elements) of every tensor an operator returns."""
-
-    def __new__(cls, torch_module, sizes: list):
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_flatten
-
-        class Recorder(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                for item in tree_flatten(out)[0]:
-                    if isinstance(item, torch_module.Tensor):
-                        sizes.append((item.untyped_storage().nbytes() // max(item.element_size(), 1), tuple(item.shape)))
-                return out
-
-        return Recorder()
 
 
 def _dump(torch_module, obj) -> bytes:
@@ -250,20 +232,11 @@ def zygote() -> int:
     import torch
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
 
-    try:
-        import attnkit  # noqa: F401
-    except ImportError:
-        pass
+    import attnkit
+
     # The first TorchDispatchMode imports ~900 modules (sympy, ...): pay that once here, not in
-    # every child (attnkit.largest_intermediate uses one in notebook 02's checks).
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class _Warm(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            return func(*args, **(kwargs or {}))
-
-    with _Warm():
-        torch.ones(1) + 1
+    # every child (attnkit.largest_intermediate records with one in notebook 02's checks).
+    attnkit.largest_intermediate(lambda: torch.ones(1) + 1)
     _non_dumpable()
     scratch = os.getcwd()
     _write_frame(REPLIES, _dump(torch, {"zygote": True, "pid": os.getpid()}))
