@@ -1,7 +1,10 @@
 """Command line: ``python -m grading <command>`` (also installed as ``attention-grade``).
 
-Exit status: 0 when the command did its job (``autograde`` also when some submissions are broken:
-they are reported), 2 for bad usage, 3 for a broken installation or an unusable gradebook.
+Run it from the course folder (the one with ``nbgrader_config.py`` and ``solutions/``) or pass
+``--course PATH``.  Exit status (:class:`grading.options.ExitCode`): 0 when the command did its job
+(``autograde`` also when some submissions are broken: they are reported), 1 when its own check
+failed, 2 for bad usage, 3 when the sandbox, a kernel or the gradebook cannot be used, 130 when
+interrupted (finished work is kept; the same command resumes).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from grading.options import DEFAULT, GIB, ExitCode
 
 
 def _positive(text: str) -> float:
@@ -29,6 +34,8 @@ def _workers(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", type=Path, default=None,
+                        help="the course folder (default: the working directory or the nearest parent with nbgrader_config.py)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="regenerate notebooks/ from solutions/ with nbgrader")
     sub.add_parser("execute", help="execute every solution notebook headlessly and report")
@@ -38,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "autograde", help="grade a class of submissions (nbgrader layout)",
         description="Grade SUBMITTED/<student_id>/<assignment_id>/<notebook>.ipynb (or .py) and write "
                     "OUT/grades.csv, OUT/feedback/<student>/<assignment>/<notebook>.html, OUT/report; "
-                    "results also go into the gradebook (default: the course gradebook grading/gradebook.db).",
+                    "results also go into the gradebook (default: the course gradebook, gradebook.db in the course folder).",
     )
     grade.add_argument("submitted", type=Path, help="folder in nbgrader's submitted layout")
     grade.add_argument("--out", type=Path, required=True, help="output folder")
@@ -46,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"parallel grading processes (default: the number of cores, here {os.cpu_count()}; 0: in-process)")
     grade.add_argument("--db", default=None,
                        help="gradebook file (or SQLAlchemy URL) to write into; default: the course gradebook "
-                            "from grading/nbgrader_config.py")
-    grade.add_argument("--cell-timeout", type=_positive, default=120.0, help="seconds per cell (default 120)")
-    grade.add_argument("--notebook-timeout", type=_positive, default=600.0, help="seconds per notebook (default 600)")
+                            "from the course's nbgrader_config.py")
+    grade.add_argument("--cell-timeout", type=_positive, default=DEFAULT.cell_timeout,
+                       help=f"seconds per cell (default {DEFAULT.cell_timeout:g})")
+    grade.add_argument("--notebook-timeout", type=_positive, default=DEFAULT.notebook_timeout,
+                       help=f"seconds per notebook, reading the file included (default {DEFAULT.notebook_timeout:g})")
     grade.add_argument("--assignment", action="append", help="grade only this assignment (repeatable)")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -56,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="send the submissions to a Dask cluster (e.g. tcp://host:8786) instead of local workers")
     grade.add_argument("--fresh", action="store_true",
                        help="regrade everything (by default a rerun reuses the submissions an interrupted run finished)")
-    grade.add_argument("--memory", type=_positive, default=2.0, help="memory limit per submission in GiB (default 2)")
+    grade.add_argument("--memory", type=_positive, default=DEFAULT.limits.memory_bytes / GIB,
+                       help=f"memory limit per submission in GiB (default {DEFAULT.limits.memory_bytes / GIB:g})")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run students' code unconfined, as your own user, in plain Jupyter kernels "
                             "(only where bubblewrap is unavailable; students' code can then read everything you can)")
@@ -78,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "`nbgrader autograde` and with this pipeline at default settings, and print both rates, "
                     "the ratio and where the time goes; the last line reads `speedup vs nbgrader: <ratio>x`.",
     )
-    from grading.bench import add_arguments as bench_arguments
+    from grading.tools.bench import add_arguments as bench_arguments
 
     bench_arguments(bench)
 
@@ -91,23 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from grading import course
+
+    try:
+        course.use(args.course)
+        course.root()
+    except course.NoCourse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
 
     if args.command == "release":
-        from grading.release import main as run
+        from grading.authoring.release import main as run
 
         return run()
     if args.command == "execute":
-        from grading.demo import execute_solutions
+        from grading.authoring.execute import execute_solutions
 
         return execute_solutions()
     if args.command == "demo":
-        from grading.demo import main as run
+        from grading.tools.demo import main as run
 
         return run()
     if args.command == "autograde":
         return _autograde(parser, args)
     if args.command == "collect":
-        from grading.collect import collect
+        from grading.intake.collect import collect
 
         if not args.download.exists():
             parser.error(f"{args.download} does not exist")
@@ -115,50 +133,44 @@ def main(argv: list[str] | None = None) -> int:
             collect(args.download, args.into, args.pattern, args.assignment, args.dry_run)
         except (ValueError, __import__("re").error) as exc:
             parser.error(str(exc))
-        return 0
+        return ExitCode.OK
     if args.command == "bench":
-        from grading.bench import bench
+        from grading.tools.bench import bench
 
         return bench(args.students, args.workers, args.out)
     if args.command == "export":
-        from grading.gradebook import export
+        from grading.reporting.gradebook import export
 
         try:
             n = export(args.db, args.out)
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return ExitCode.USAGE
         print(f"wrote {n} row(s) to {args.out}")
-        return 0
-    return 2  # pragma: no cover
+        return ExitCode.OK
+    return ExitCode.USAGE  # pragma: no cover
 
 
 def _autograde(parser: argparse.ArgumentParser, args) -> int:
     if not args.submitted.is_dir():
         parser.error(f"{args.submitted} is not a folder")
-    try:
-        from grading.autograde import GradeOptions
-        from grading.batch import NothingToGrade, autograde_class
-        from grading.gradebook import GradebookConflict
-    except ImportError as exc:  # pragma: no cover - broken installation
-        print(f"error: the grading pipeline cannot be imported: {exc}", file=sys.stderr)
-        return 3
+    from grading.execution.sandbox import SandboxUnavailable, check_available
+    from grading.options import GradeOptions, Limits
+    from grading.pipeline import Interrupted, UsageError, autograde_class
+    from grading.reporting.gradebook import GradebookConflict
+
     if args.no_sandbox:
         print("warning: --no-sandbox: students' code runs as your own user and can read solutions/, "
               "the gradebook and other submissions", file=sys.stderr)
     else:
-        from grading.sandbox import SandboxUnavailable, check_available
-
         try:
             check_available()
         except SandboxUnavailable as exc:
             print(f"error: refusing to run students' code without a sandbox: {exc}", file=sys.stderr)
-            return 3
+            return ExitCode.INFRASTRUCTURE
     options = GradeOptions(
         cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, sandbox=not args.no_sandbox,
-        memory_bytes=int(args.memory * 1024**3),
-        # the sandbox already hides the repository and home; also hide these wherever they are
-        hide=tuple(str(p.resolve()) for p in (args.submitted, args.out)),
+        limits=Limits(memory_bytes=int(args.memory * GIB)),
     )
     try:
         summary = autograde_class(
@@ -166,20 +178,32 @@ def _autograde(parser: argparse.ArgumentParser, args) -> int:
             assignments=args.assignment, students=args.student, progress=not args.quiet, resume=not args.fresh,
             scheduler=args.scheduler,
         )
-    except NothingToGrade as exc:
+    except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except GradebookConflict as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return ExitCode.INFRASTRUCTURE
+    except Interrupted as exc:
+        print(f"autograde: {exc}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     print(f"autograde: {summary.line()}", file=sys.stderr)
     print(f"grades:   {args.out / 'grades.csv'}\nfeedback: {args.out / 'feedback'}/\nreport:   {args.out / 'report'}", file=sys.stderr)
-    starts = [r for r in summary.results if r.error and r.error.startswith("the kernel could not start")]
-    if summary.results and len(starts) == len([r for r in summary.results if not r.submission.startswith("(missing)")]) and starts:
-        print("error: no kernel could start: the installation is broken (see the report)", file=sys.stderr)
-        return 3
-    return 0
+    if summary.infrastructure:
+        print(f"error: {len(summary.infrastructure)} submission(s) could not be graded, through no fault of the "
+              f"students: {summary.infrastructure[0].error}. Fix this and run the same command again.", file=sys.stderr)
+        return ExitCode.INFRASTRUCTURE
+    return ExitCode.OK
+
+
+def run() -> int:
+    """The console script and ``python -m grading``: Ctrl-C ends with one line, never a traceback."""
+    try:
+        return int(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

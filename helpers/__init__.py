@@ -14,10 +14,10 @@ from attnkit.checks import (
     check_rows_sum_to_one,
     check_shape,
     check_unchanged,
-    largest_intermediate,
     snapshot,
 )
 from attnkit.explorer import explore, selection_vs_averaging
+from attnkit.memory import peak_memory
 from attnkit.plotting import show_heatmaps
 from attnkit.setup import get_device, setup
 from attnkit.understanding import KEY, VALUE, attention, check_query
@@ -36,7 +36,7 @@ __all__ = [
     "check_unchanged",
     "explore",
     "get_device",
-    "largest_intermediate",
+    "peak_memory",
     "selection_vs_averaging",
     "setup",
     "show_heatmaps",

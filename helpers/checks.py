@@ -157,35 +157,3 @@ def check_close(
             f"{name}: expected values within {atol:g} (+{rtol:g} relative) of the correct result, "
             f"got {int(bad.sum())} of {bad.numel()} entries off, the largest by about 1e{order}"
         )
-
-
-def largest_intermediate(fn, *args, **kwargs) -> tuple[object, int, tuple[int, ...]]:
-    """Call ``fn(*args, **kwargs)`` without gradients and report the largest tensor it created.
-
-    Returns ``(result, elements, shape)``: the number of elements in the largest storage that
-    any operator returned during the call, and that tensor's shape. Grade cells use it to
-    check *how* an answer computes (e.g. that it never builds a (batch, n, m, d) tensor).
-    When the grader runs the student's code in its sandbox, ``fn`` is a stand-in object that
-    does the recording there.
-    """
-    remote = getattr(fn, "__remote_call__", None)
-    if remote is not None:
-        return remote(*args, **kwargs)
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
-
-    found = {"elements": 0, "shape": ()}
-
-    class _Recorder(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for item in tree_flatten(out)[0]:
-                if isinstance(item, torch.Tensor):
-                    elements = item.untyped_storage().nbytes() // max(item.element_size(), 1)
-                    if elements > found["elements"]:
-                        found.update(elements=elements, shape=tuple(item.shape))
-            return out
-
-    with torch.no_grad(), _Recorder():
-        result = fn(*args, **kwargs)
-    return result, found["elements"], found["shape"]

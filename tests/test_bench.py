@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from grading import bench, course
+from grading import course
+from grading.tools import bench
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def test_class_kinds_mix():
 def test_bench_two_students(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "-m", "grading", "bench", "--students", "2", "--out", str(out)],
-                          cwd=course.ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=course.root(), capture_output=True, text=True, timeout=600)
     text = proc.stdout
     assert proc.returncode == 0, text + proc.stderr
     lines = text.strip().splitlines()

@@ -8,7 +8,9 @@ import tomllib
 import yaml
 from packaging.requirements import Requirement
 
-from grading.course import ROOT
+from grading import course
+
+ROOT = course.root()
 
 
 def _pyproject() -> dict:

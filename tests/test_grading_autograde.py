@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from grading import course, synthetic
-from grading.gradebook import HEADER
-from grading.template import load_template
+from grading import course
+from grading.tools import synthetic
+from grading.reporting.table import HEADER
+from grading.intake.template import load_template
 
 pytestmark = pytest.mark.slow
 
-ROOT = course.ROOT
+ROOT = course.root()
 NB1 = next(nb for nb in course.notebooks() if nb.assignment.startswith("01_"))
 T1 = load_template(NB1.source, NB1.assignment, NB1.name)
 
@@ -296,8 +297,8 @@ def test_bad_usage_is_not_exit_0(tmp_path):
 
 
 def test_discovery_accepts_a_renamed_file_and_prefers_ipynb(tmp_path):
-    from grading.autograde import GradeOptions
-    from grading.batch import discover
+    from grading.intake.discover import discover
+    from grading.options import GradeOptions
 
     folder = tmp_path / "ann" / NB1.assignment
     folder.mkdir(parents=True)
@@ -318,8 +319,8 @@ def test_discovery_accepts_a_renamed_file_and_prefers_ipynb(tmp_path):
 
 @pytest.fixture(scope="module")
 def every_notebook(tmp_path_factory):
-    from grading.autograde import GradeOptions
-    from grading.batch import autograde_class
+    from grading.options import GradeOptions
+    from grading.pipeline import autograde_class
 
     base = tmp_path_factory.mktemp("every")
     students = synthetic.make_class(base / "submitted", {"sol": "complete", "blank": "blank", "py": "colab_py"})

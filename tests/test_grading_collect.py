@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from grading import course
-from grading.collect import collect, notebook_of, student_of
+from grading.intake.collect import collect, notebook_of, student_of
 
 NB = course.notebooks()[0]  # any graded notebook; the names below are built from it
 STEM = NB.name
@@ -88,9 +88,9 @@ def test_collect_command_line(tmp_path):
     down = tmp_path / "download"
     _touch(down / f"jsmith - {STEM}.py", "x")
     run = subprocess.run([sys.executable, "-m", "grading", "collect", str(down), "--into", str(tmp_path / "sub")],
-                         cwd=course.ROOT, capture_output=True, text=True)
+                         cwd=course.root(), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "sub" / "jsmith" / NB.assignment / f"{STEM}.py").exists()
     bad = subprocess.run([sys.executable, "-m", "grading", "collect", str(down), "--into", str(tmp_path / "s2"),
-                          "--pattern", "(no group)"], cwd=course.ROOT, capture_output=True, text=True)
+                          "--pattern", "(no group)"], cwd=course.root(), capture_output=True, text=True)
     assert bad.returncode == 2

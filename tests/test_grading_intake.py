@@ -11,9 +11,10 @@ import json
 import nbformat
 import pytest
 
-from grading import course, synthetic
-from grading.intake import map_submission, parse_script
-from grading.template import load_template, same_code
+from grading import course
+from grading.tools import synthetic
+from grading.intake.mapping import map_submission, parse_script
+from grading.intake.template import load_template, same_code
 
 ALL = course.notebooks()
 IDS = [nb.name for nb in ALL]

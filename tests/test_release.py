@@ -8,8 +8,11 @@ import nbformat
 import pytest
 from nbgrader.validator import Validator
 
-from grading.course import DEMOS, NOTEBOOKS, ROOT, load_config, notebooks
-from grading.release import release
+from grading import course
+from grading.course import load_config, notebooks
+
+ROOT, NOTEBOOKS, DEMOS = course.root(), course.released(), course.demos()
+from grading.authoring.release import release
 
 ALL = notebooks()
 IDS = [f"{nb.assignment}/{nb.filename}" for nb in ALL]

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from grading import course, synthetic
-from grading.batch import autograde_class
+from grading import course
+from grading.tools import synthetic
+from grading.pipeline import autograde_class
 
 NB1 = next(nb for nb in course.notebooks() if nb.assignment == "01_scoring_functions")
 WRONG = {"masked_softmax": "def masked_softmax(X, valid_lens):\n    return torch.softmax(X, dim=-1)\n"}
@@ -62,7 +63,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(klass, serial, tmp_path
     out = tmp_path / "resumed"
     cmd = [sys.executable, "-m", "grading", "autograde", str(klass), "--out", str(out), "--workers", "1",
            "--db", str(out / "gradebook.db"), "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=course.ROOT, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=course.root(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list((out / "results").rglob("*.json"))) < 3:
@@ -72,7 +73,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(klass, serial, tmp_path
     proc.wait(timeout=30)
     done_before = len(list((out / "results").rglob("*.json")))
     assert 3 <= done_before < len(KINDS)
-    again = subprocess.run(cmd, cwd=course.ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=course.root(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{done_before} reused from an interrupted run" in again.stderr
     assert table(out) == table(serial)

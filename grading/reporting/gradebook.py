@@ -37,10 +37,9 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import SaveCells
 
 from grading import course
-from grading.template import Template, load_template
-
-HEADER = ["student_id", "assignment", "notebook", "question", "score", "max_score", "status"]
-
+from grading.intake.template import Template, load_template
+from grading.model import Status
+from grading.reporting.table import HEADER, fmt
 
 def course_db_url() -> str:
     return course.load_config().CourseDirectory.db_url
@@ -64,7 +63,7 @@ def autograded_dir_for(db_url: str) -> Path:
     """Where the executed notebooks go for formgrader (see the module docstring)."""
     config = course.load_config()
     if db_url == course_db_url():
-        return (course.ROOT / config.CourseDirectory.autograded_directory).resolve()
+        return (course.root() / config.CourseDirectory.autograded_directory).resolve()
     if db_url.startswith("sqlite:///"):
         return Path(db_url[len("sqlite:///"):]).parent / "autograded"
     return Path.cwd() / "autograded"
@@ -84,7 +83,7 @@ def write_formgrader_config(db_url: str, autograded: Path) -> Path | None:
         'gradebook and autograded notebooks (start `jupyter lab` here and open Formgrader)."""\n\n'
         "from traitlets.config.loader import PyFileConfigLoader\n\n"
         "c = get_config()  # noqa: F821\n"
-        f"c.merge(PyFileConfigLoader('nbgrader_config.py', path={str(course.GRADING_DIR)!r}).load_config())\n"
+        f"c.merge(PyFileConfigLoader('nbgrader_config.py', path={str(course.root())!r}).load_config())\n"
         f"c.CourseDirectory.db_url = {db_url!r}\n"
         f"c.CourseDirectory.autograded_directory = {str(autograded)!r}\n"
     )
@@ -147,9 +146,9 @@ class GradebookWriter:
                 grade = gb.find_grade(q.grade_id, nid, aid, sid)
             except MissingEntry:
                 continue
-            grade.auto_score = q.score if q.status != "manual" else None
+            grade.auto_score = q.score if q.status is not Status.MANUAL else None
             grade.needs_manual_grade = (
-                q.status == "error" or grade.manual_score is not None or grade.auto_score is None
+                q.status is Status.ERROR or grade.manual_score is not None or grade.auto_score is None
             )
         for gid, answered in result.answered.items():
             try:
@@ -181,12 +180,6 @@ def _question_order(assignment: str, notebook: str) -> dict[str, int]:
             template = load_template(nb.source, assignment, notebook)
             return {q.grade_id: i for i, q in enumerate(template.questions)}
     return {}
-
-
-def fmt(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{float(x):g}"
 
 
 def export_rows(db_url: str) -> list[list[str]]:

@@ -9,7 +9,8 @@ from pathlib import Path
 from nbgrader.converters import GenerateAssignment
 from nbgrader.coursedir import CourseDirectory
 
-from grading.course import ROOT, assignments, load_config
+from grading import course
+from grading.course import assignments, load_config
 
 
 def release(release_dir: Path | None = None, assignment_ids: list[str] | None = None) -> list[Path]:
@@ -21,10 +22,10 @@ def release(release_dir: Path | None = None, assignment_ids: list[str] | None = 
     """
     scratch = tempfile.TemporaryDirectory(prefix="attnkit-release-")
     overrides = {"force": True, "create_assignment": True}
-    course = {"db_url": f"sqlite:///{Path(scratch.name) / 'gradebook.db'}"}
+    where = {"db_url": f"sqlite:///{Path(scratch.name) / 'gradebook.db'}"}
     if release_dir is not None:
-        course["release_directory"] = str(Path(release_dir).resolve())
-    config = load_config(GenerateAssignment=overrides, CourseDirectory=course)
+        where["release_directory"] = str(Path(release_dir).resolve())
+    config = load_config(GenerateAssignment=overrides, CourseDirectory=where)
     written: list[Path] = []
     for assignment_id in assignment_ids or assignments():
         config.CourseDirectory.assignment_id = assignment_id
@@ -45,5 +46,5 @@ def release(release_dir: Path | None = None, assignment_ids: list[str] | None = 
 
 def main() -> int:
     for path in release():
-        print(f"released {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        print(f"released {path.relative_to(course.root()) if path.is_relative_to(course.root()) else path}")
     return 0

@@ -10,9 +10,12 @@ they are not even in the data this module receives for hidden parts (see
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
-from grading.template import Template
+import nbformat
+
+from grading.intake.template import Template
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a;line-height:1.45}
@@ -29,6 +32,37 @@ details{margin:.4rem 0} summary{cursor:pointer;color:#0969da}
 
 def e(text) -> str:
     return html.escape(str(text if text is not None else ""), quote=True)
+
+
+def inert_notebook(executed: str) -> str:
+    """The executed notebook for nbgrader's formgrader, with everything a student wrote made inert.
+
+    Formgrader renders notebooks on the Jupyter origin, where a student's ``<script>`` or
+    ``<img onerror=...>`` in a markdown answer would run as the instructor.  Every markdown cell's
+    HTML is escaped (Markdown itself still renders), attachments are dropped, and only stream,
+    error and PNG/plain-text outputs are kept.
+    """
+    nb = nbformat.reads(executed, as_version=4)
+    for cell in nb.cells:
+        cell.pop("attachments", None)
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"[<>]", lambda m: {"<": "&lt;", ">": "&gt;"}[m.group()], cell.source)
+        elif cell.cell_type == "code":
+            kept = []
+            for out in cell.get("outputs", []):
+                if out.get("output_type") in ("stream", "error"):
+                    kept.append(out)
+                elif out.get("output_type") in ("display_data", "execute_result"):
+                    data = {k: v for k, v in out.get("data", {}).items() if k in ("image/png", "text/plain")}
+                    if data:
+                        out["data"] = data
+                        out["metadata"] = {}
+                        kept.append(out)
+            cell.outputs = kept
+        elif cell.cell_type == "raw":
+            cell.cell_type = "markdown"
+            cell.source = e(cell.source)
+    return nbformat.writes(nb)
 
 
 def _num(x) -> str:
@@ -54,6 +88,7 @@ def render(result, template: Template | None = None) -> str:
             if code.strip():
                 visible_code[part.grade_id] = code.strip("\n")
     auto = [q for q in result.questions if q.graded_by == "auto"]
+    figures = _figures(result, template)
     manual = [q for q in result.questions if q.graded_by == "manual"]
     out = [
         "<!DOCTYPE html>",
@@ -62,7 +97,7 @@ def render(result, template: Template | None = None) -> str:
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Feedback: {e(result.notebook)}</h1>",
         f'<p class="meta">Student <b>{e(result.student_id)}</b> &middot; assignment <b>{e(result.assignment)}</b>'
-        f" &middot; file <code>{e(Path(result.submission).name)}</code></p>",
+        f" &middot; file <code>{e(Path(result.submission).name if result.submission else 'not handed in')}</code></p>",
     ]
     auto_score = sum(q.score or 0 for q in auto)
     auto_max = sum(q.max_score for q in auto)
@@ -79,6 +114,9 @@ def render(result, template: Template | None = None) -> str:
                    "Every question is marked as not graded; your instructor has been told.</div>")
     for event in result.events:
         out.append(f'<div class="box">{e(event)}.</div>')
+    if result.neutralised:
+        items = "".join(f"<li>{e(n)}</li>" for n in result.neutralised)
+        out.append(f'<div class="note">Made harmless while grading (your points are not affected):<ul>{items}</ul></div>')
     if result.repairs or result.format:
         items = "".join(f"<li>{e(r)}</li>" for r in result.repairs)
         out.append(
@@ -89,12 +127,18 @@ def render(result, template: Template | None = None) -> str:
     out.append("<table><tr><th>Question</th><th>Score</th><th>Result</th></tr>")
     for q in result.questions:
         score = "&ndash;" if q.score is None else _num(q.score)
-        out.append(f'<tr><td><a href="#{e(q.grade_id)}">{e(q.grade_id)}</a></td>'
+        out.append(f'<tr><td><a href="#{e(q.grade_id)}">{e(q.title or q.grade_id)}</a></td>'
                    f"<td>{score} / {_num(q.max_score)}</td><td>{_status(q)}</td></tr>")
     out.append("</table>")
     for q in result.questions:
         score = "&ndash;" if q.score is None else _num(q.score)
-        out.append(f'<h2 id="{e(q.grade_id)}">{e(q.grade_id)}: {score} / {_num(q.max_score)} &nbsp;{_status(q)}</h2>')
+        out.append(f'<h2 id="{e(q.grade_id)}">{e(q.title or q.grade_id)}: {score} / {_num(q.max_score)} &nbsp;{_status(q)}</h2>')
+        if q.properties:
+            rows = "".join(
+                f"<tr><td>{e(p.name)}{' (after hand-in)' if p.hidden else ''}</td><td>{_num(p.points if p.passed else 0)} / {_num(p.points)}</td>"
+                f"<td>{'<span class=ok>passed</span>' if p.passed else '<span class=bad>failed</span>: ' + e(p.reason)}</td></tr>"
+                for p in q.properties)
+            out.append(f"<table><tr><th>Property</th><th>Points</th><th>Result</th></tr>{rows}</table>")
         if q.answer and q.answer in result.answers and q.graded_by == "auto":
             out.append(f"<p>Checks your answer <code>{e(q.answer)}</code>.</p>")
         if q.graded_by == "manual":
@@ -123,8 +167,29 @@ def render(result, template: Template | None = None) -> str:
         if q.answer and q.answer in result.answers:
             out.append(f"<details><summary>Your answer <code>{e(q.answer)}</code> as graded</summary>"
                        f"<pre>{e(result.answers[q.answer])}</pre></details>")
+    if figures:
+        out.append("<h2>Your figures</h2>")
+        out += [f'<figure><img alt="figure {i + 1} of your notebook" src="data:image/png;base64,{png}"></figure>'
+                for i, png in enumerate(figures)]
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _figures(result, template) -> list[str]:
+    """Base64 PNGs of the figures the graded notebook produced (already checked as PNG by the engine)."""
+    if not getattr(result, "executed", None):
+        return []
+    try:
+        nb = nbformat.reads(result.executed, as_version=4)
+    except Exception:  # noqa: BLE001
+        return []
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            png = out.get("data", {}).get("image/png") if out.get("output_type") == "display_data" else None
+            if isinstance(png, str) and re.fullmatch(r"[A-Za-z0-9+/=\s]+", png):
+                found.append(png.replace("\n", ""))
+    return found[:20]
 
 
 def write(result, path: Path, template: Template | None = None) -> Path:

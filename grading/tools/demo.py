@@ -16,49 +16,35 @@ import shutil
 import sys
 import time
 
-from grading.course import ROOT, notebooks
-from grading.execute import execute_notebook
-from grading.release import release
+from grading import course
+from grading.authoring.execute import execute_solutions
+from grading.authoring.release import release
+from grading.course import notebooks
+from grading.reporting.table import print_table
 
-DEMO_DIR = ROOT / "demo-output"
 
-
-def execute_solutions() -> int:
-    """Execute each solution notebook in a fresh kernel and print one line per notebook."""
-    failures = 0
-    print(f"{'notebook':<55} {'time':>7}  checks")
-    for nb in notebooks():
-        _, result = execute_notebook(nb.source)
-        status = "ok" if result.ok else "FAILED"
-        print(
-            f"{str(nb.source.relative_to(ROOT)):<55} {result.seconds:>6.1f}s  "
-            f"{result.checks_passed}/{result.checks_total} passed  {status}"
-        )
-        if not result.ok:
-            failures += 1
-            for check in result.failed_checks:
-                print(f"    failed check: {check}")
-            if result.error:
-                print(f"    error: {result.error}")
-    return 1 if failures else 0
+def _rel(path) -> str:
+    root = course.root()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def grade_synthetic_class(workers: int | None = None) -> int:
     """Steps 3 and 4; returns 0 when every synthetic student got what its kind must get."""
-    from grading import synthetic
-    from grading.batch import autograde_class, print_table
+    from grading.pipeline import autograde_class
+    from grading.tools import synthetic
 
-    submitted, graded = DEMO_DIR / "submitted", DEMO_DIR / "graded"
+    demo_dir = course.root() / "demo-output"
+    submitted, graded = demo_dir / "submitted", demo_dir / "graded"
     for folder in (submitted, graded):
         shutil.rmtree(folder, ignore_errors=True)
     students = synthetic.make_class(submitted, synthetic.DEMO_KINDS)
     n_files = sum(1 for p in submitted.rglob("*") if p.is_file())
-    print(f"   {len(students)} students x {len(notebooks())} notebook(s) = {n_files} files in {submitted.relative_to(ROOT)}/")
+    print(f"   {len(students)} students x {len(notebooks())} notebook(s) = {n_files} files in {_rel(submitted)}/")
     print(f"   kinds: {', '.join(students.values())}")
     print("== 4. Autograde the class: python -m grading autograde demo-output/submitted --out demo-output/graded")
     sys.stdout.flush()
-    from grading.autograde import GradeOptions
-    from grading.sandbox import SandboxUnavailable, check_available
+    from grading.options import GradeOptions
+    from grading.execution.sandbox import SandboxUnavailable, check_available
 
     options = GradeOptions()
     try:
@@ -76,10 +62,10 @@ def grade_synthetic_class(workers: int | None = None) -> int:
     print_table(summary.results)
     print()
     print(f"   {summary.line()}")
-    print(f"   grades:    {(graded / 'grades.csv').relative_to(ROOT)}")
-    print(f"   feedback:  {(graded / 'feedback').relative_to(ROOT)}/<student>/<assignment>/<notebook>.html")
-    print(f"   report:    {(graded / 'report').relative_to(ROOT)}")
-    print(f"   gradebook: {(graded / 'gradebook.db').relative_to(ROOT)} (formgrader: cd {graded.relative_to(ROOT)} && jupyter lab)")
+    print(f"   grades:    {_rel(graded / 'grades.csv')}")
+    print(f"   feedback:  {_rel(graded / 'feedback')}/<student>/<assignment>/<notebook>.html")
+    print(f"   report:    {_rel(graded / 'report')}")
+    print(f"   gradebook: {_rel(graded / 'gradebook.db')} (formgrader: cd {_rel(graded)} && jupyter lab)")
     timed = [r.timings["total"] for r in summary.results if "total" in r.timings and r.timings.get("run")]
     if timed:
         print(f"   time per executed submission: mean {sum(timed) / len(timed):.1f}s, max {max(timed):.1f}s "
@@ -102,7 +88,7 @@ def main() -> int:
     start = time.perf_counter()
     print("== 1. Student notebooks: generated from solutions/ by nbgrader")
     for path in release():
-        print(f"   {path.relative_to(ROOT)}")
+        print(f"   {_rel(path)}")
     print("== 2. Solution notebooks: executed headlessly")
     status = execute_solutions()
     print("== 3. A synthetic class, generated from the released notebooks and the solutions")

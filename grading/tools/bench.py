@@ -4,7 +4,7 @@
 
 In one run, on this machine:
 
-1. a synthetic class (:mod:`grading.synthetic`): ``--students`` students x every graded notebook,
+1. a synthetic class (:mod:`grading.tools.synthetic`): ``--students`` students x every graded notebook,
    of the kinds plain nbgrader can grade too: mostly ``complete``, some ``partial`` (every other
    answer), some ``blank`` (the released notebook unchanged); 7 : 2 : 1.  Both graders read the
    very same files (``DIR/course/submitted``);
@@ -12,7 +12,7 @@ In one run, on this machine:
    ``solutions/``, ``release/`` written by nbgrader's GenerateAssignment, a fresh sqlite
    gradebook with the students), then ``nbgrader autograde <assignment> --force`` in a
    subprocess per assignment (serial, as nbgrader is), timed on the wall clock;
-3. **our pipeline at default settings** (:func:`grading.batch.autograde_class`, one worker per
+3. **our pipeline at default settings** (:func:`grading.pipeline.autograde_class`, one worker per
    core, sandboxed, trusted verdicts; the same options as ``python -m grading autograde``),
    into its own gradebook, timed on the wall clock;
 4. the report: submissions, seconds and submissions per minute of both, where our time goes,
@@ -102,7 +102,7 @@ def build_nbgrader_course(root: Path, students: list[str], assignments: list[str
         f"c.Execute.timeout = {int(cell_timeout)}\n"
     )
     for assignment in assignments:
-        shutil.copytree(course.SOLUTIONS / assignment, root / "source" / assignment,
+        shutil.copytree(course.solutions() / assignment, root / "source" / assignment,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.GenerateAssignment.force = True
@@ -166,43 +166,29 @@ class OurRun:
     ended: float = 0.0  # ... when the last result was stored
     started: float = 0.0  # ... when autograde_class was called
     arrivals: list[float] = field(default_factory=list)  # when each result reached the parent
-    store: list[float] = field(default_factory=list)  # seconds the parent spent storing each result
 
 
 def run_ours(submitted: Path, out: Path, db: Path, workers: int | None) -> OurRun:
     """``autograde_class`` at default settings (the options of ``python -m grading autograde``), timed.
 
-    The parent's per-result work is timed by wrapping the callback that :func:`grading.batch.run_tasks`
-    calls (it is restored afterwards); nothing else changes.
+    The parent's per-result work is timed through ``autograde_class``'s result hook.
     """
-    from grading import batch
-    from grading.autograde import GradeOptions
+    from grading.options import GradeOptions
+    from grading.pipeline import autograde_class
 
     run = OurRun()
-    original = batch.run_tasks
 
-    def timed_run_tasks(tasks, n, on_result):
-        def timed(result):
-            t = time.perf_counter()
-            run.arrivals.append(t)
-            on_result(result)
-            run.store.append(time.perf_counter() - t)
+    def arrived(result) -> None:
+        now = time.perf_counter()
+        if not run.arrivals:
+            run.began = run.started
+        run.arrivals.append(now)
+        run.ended = now
 
-        run.began = time.perf_counter()
-        try:
-            original(tasks, n, timed)
-        finally:
-            run.ended = time.perf_counter()
-
-    # as the command line: the sandbox also hides the submissions and the output folder
-    options = GradeOptions(hide=tuple(str(p.resolve()) for p in (submitted, out)))
-    batch.run_tasks = timed_run_tasks
-    try:
-        run.started = time.perf_counter()
-        run.summary = batch.autograde_class(submitted, out, workers=workers, db=str(db), options=options, progress=False)
-        run.seconds = time.perf_counter() - run.started
-    finally:
-        batch.run_tasks = original
+    run.started = time.perf_counter()
+    run.summary = autograde_class(submitted, out, workers=workers, db=str(db), options=GradeOptions(), progress=False,
+                                  on_result=arrived)
+    run.seconds = time.perf_counter() - run.started
     return run
 
 
@@ -281,8 +267,8 @@ def bench(students: int = 40, workers: int | None = None, out: Path | None = Non
         stream.write(text + "\n")
         stream.flush()
 
-    from grading import synthetic
-    from grading.sandbox import SandboxUnavailable, check_available
+    from grading.tools import synthetic
+    from grading.execution.sandbox import SandboxUnavailable, check_available
 
     try:
         check_available()
@@ -375,7 +361,7 @@ def _breakdown(say, run: OurRun, results, workers: int) -> None:
     w = max(workers, 1)
     wall = run.seconds / n
     busy = sum(total) / w / n  # wall per submission if the workers were never idle
-    store = sum(run.store) / n
+    store = 0.0
     first = (run.arrivals[0] - run.began) if run.arrivals else 0.0
     say(f"ours, per submission (means over {n}; worker seconds unless said; {w} worker(s) in parallel):")
     say(f"  start      {mean(start):6.3f} s  fresh child forked from the warm zygote in the worker's sandbox"
@@ -385,8 +371,6 @@ def _breakdown(say, run: OurRun, results, workers: int) -> None:
     say(f"  intake     {mean(read):6.3f} s  hash, read and map the submission onto the template")
     say(f"  scoring    {mean(other):6.3f} s  template, data files, scores, executed notebook (rest of the worker's total)")
     say(f"  = worker   {mean(total):6.3f} s  per submission; / {w} worker(s) = {busy:.3f} s of wall")
-    say(f"  writing    {store:6.3f} s  parent, serial, overlapping the workers: result JSON, autograded notebook, "
-        "feedback HTML, gradebook commit")
     say(f"  overhead   {max(wall - busy, 0.0):6.3f} s  of wall not covered by busy workers: set-up (gradebook, discovery: "
         f"{run.began - run.started:.1f} s), pool start (spawn, `import torch` per worker, first result after {first:.1f} s), "
         f"the tail, then grades.csv and the report ({run.started + run.seconds - run.ended:.1f} s)")

@@ -15,6 +15,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbgrader import utils as nbutils
 
+from grading import course
+
 
 @dataclass
 class RunResult:
@@ -81,3 +83,23 @@ def execute_notebook(path: Path, timeout: int = 600, env: dict[str, str] | None 
             if result.error:
                 break
     return nb, result
+
+
+def execute_solutions() -> int:
+    """Execute each solution notebook in a fresh kernel and print one line per notebook."""
+    failures = 0
+    print(f"{'notebook':<55} {'time':>7}  checks")
+    for nb in course.notebooks():
+        _, result = execute_notebook(nb.source)
+        status = "ok" if result.ok else "FAILED"
+        print(
+            f"{str(nb.source.relative_to(course.root())):<55} {result.seconds:>6.1f}s  "
+            f"{result.checks_passed}/{result.checks_total} passed  {status}"
+        )
+        if not result.ok:
+            failures += 1
+            for check in result.failed_checks:
+                print(f"    failed check: {check}")
+            if result.error:
+                print(f"    error: {result.error}")
+    return 1 if failures else 0

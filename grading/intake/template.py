@@ -3,7 +3,7 @@
 A :class:`Template` is the solution notebook with every answer replaced by its stub (nbgrader's
 own ``ClearSolutions``), the locked cells and the test cells *with* their hidden tests, and the
 checksums nbgrader computes.  It is what ``nbgrader autograde`` would execute after restoring the
-locked cells from the gradebook: :mod:`grading.intake` only fills the answer cells in.
+locked cells from the gradebook: :mod:`grading.intake.mapping` only fills the answer cells in.
 
 It also lists, for the grader and the feedback:
 
@@ -203,6 +203,7 @@ class Part:
     release_source: str = ""  # locked cells: what students see (hidden tests removed)
     segments: tuple[Segment, ...] = ()  # tests
     answer: str | None = None  # tests: the answer cell they check (the nearest one above)
+    title: str = ""  # the question in words: the nearest markdown heading above it (or above its answer)
 
     @property
     def is_question(self) -> bool:
@@ -289,9 +290,13 @@ def _load(source: str, mtime_ns: int, assignment: str, notebook: str) -> Templat
     anchors: set[str] = set()
     solution_names: dict[str, set[str]] = {}
     last_answer = None
+    heading = ""
+    titles: dict[str, str] = {}
     for index, (cell, sol, rel) in enumerate(zip(nb.cells, solution.cells, release.cells)):
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
+        if cell.cell_type == "markdown" and not nbutils.is_solution(cell):
+            heading = _heading(cell.source) or heading
         if cell.cell_type == "code" and not nbutils.is_solution(cell):
             anchors |= statement_dumps(cell.source) | statement_dumps(rel.source)
         if not gid or not (nbutils.is_grade(cell) or nbutils.is_solution(cell) or nbutils.is_locked(cell) or nbutils.is_task(cell)):
@@ -323,6 +328,8 @@ def _load(source: str, mtime_ns: int, assignment: str, notebook: str) -> Templat
                 context |= module_binds(parse(cell.source))
             else:
                 markdown.append(normalise_text(cell.source))
+        part.title = titles.get(part.answer, "") if part.kind == "test" and part.answer else heading
+        titles[gid] = part.title
         template.parts[gid] = part
     # an answer is recognised by the names its solution defines, except names the template's own
     # code also binds or that several answers define (helper variables such as a scale `S`)
@@ -334,6 +341,26 @@ def _load(source: str, mtime_ns: int, assignment: str, notebook: str) -> Templat
     template.markdown = tuple(markdown)
     template.anchors = frozenset(anchors)
     return template
+
+
+def _heading(markdown: str) -> str:
+    """The last heading of a markdown cell, in plain words: "### TODO: `masked_softmax(X, valid_lens)`"
+    -> "Masked softmax", "## 2. Why divide by $\\sqrt d$?" -> "Why divide by $\\sqrt d$?"."""
+    found = ""
+    for line in markdown.splitlines():
+        match = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not match:
+            continue
+        text = match.group(1).strip("* ")
+        for _ in range(2):
+            text = re.sub(r"^(TODO|Exercise(\s+\d+)?|Task)\s*:?\s*", "", text, flags=re.I)
+            text = re.sub(r"^(\d+(\.\d+)*\.?)\s+", "", text)
+        code = re.fullmatch(r"`(?:class\s+)?([A-Za-z_][A-Za-z0-9_]*)[^`]*`", text)
+        if code:
+            name = code.group(1)
+            text = name.replace("_", " ").strip().capitalize() if "_" in name or name.islower() else name
+        found = text.strip(" :.") or found
+    return found
 
 
 def load_template(source: Path, assignment: str, notebook: str) -> Template:

@@ -28,7 +28,7 @@ import nbformat
 from nbgrader import utils as nbutils
 
 from grading import course
-from grading.template import Template, load_template
+from grading.intake.template import Template, load_template
 
 KINDS = (
     "complete", "blank", "partial", "colab_ipynb", "colab_py", "stripped", "duplicated", "pasted",

@@ -9,7 +9,7 @@ ids in ``metadata.id``; older formats are converted by nbformat) and Colab's "Do
 script (a coding line, a header docstring, markdown cells as ``\"\"\"...\"\"\"`` statements, cell
 boundaries lost, magics commented out or left as ``!cmd``).
 
-Mapping rule.  The graded notebook is the template (:mod:`grading.template`): setup, prose,
+Mapping rule.  The graded notebook is the template (:mod:`grading.intake.template`): setup, prose,
 locked and test cells come from the source notebook, hidden tests included, as nbgrader restores
 them with its checksums.  Only answer cells come from the student:
 
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import nbformat
 
-from grading.template import (
+from grading.intake.template import (
     Part,
     Template,
     free_names,

@@ -1,0 +1,415 @@
+"""Run one notebook: student code in the sandbox, verdicts in this process.
+
+:func:`execute` walks the graded notebook (outputs are written into it) and fills an
+:class:`~grading.model.ExecLog`:
+
+* student cells (answers, "try it" cells) run only in the sandbox, in the submission's own
+  isolated process (:mod:`grading.sandboxed.runner`); their figures come back as PNG images;
+* given cells (set-up, locked code) run there *and* here, in a :class:`TrustedNamespace`;
+* test cells run in the sandbox as the student sees them (the visible part, so that the
+  submission's state is what it would be in their notebook), then are decided here, segment by
+  segment, by :func:`run_grade_cell`.  A grade cell sees the trusted namespace plus the answers
+  the notebook declares (the names its solution cells define), fetched from the sandbox at that
+  moment: data by value, functions and classes as stand-ins whose calls run there.  Builtins and
+  every other name are the grader's own, so rebinding ``range`` or ``torch`` changes nothing
+  here; such code is reported as possible tampering.
+
+One runner (one sandbox, one warm zygote) lives in each worker process; a runner that dies is
+replaced.  The same code runs without bubblewrap under ``--no-sandbox``.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import base64
+import builtins
+import contextlib
+import io
+import symtable
+import threading
+import time
+from dataclasses import dataclass, field
+
+import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
+
+from grading.execution.client import (
+    Budget,
+    LimitExceeded,
+    RemoteObject,
+    Runner,
+    RunnerError,
+    RunnerInterrupted,
+    StudentError,
+    checked,
+    decode,
+)
+from grading.execution.sandbox import Sandbox
+from grading.intake.template import Template, module_binds, parse, used_and_bound
+from grading.model import CellRun, CellStatus, ExecLog, PropertyResult
+from grading.options import GradeOptions
+
+_RUNNERS: dict[tuple, Runner] = {}
+_transform = TransformerManager().transform_cell
+PNG = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURE = 2 * 1024**2
+
+
+def runner_for(options: GradeOptions) -> Runner:
+    """This process's runner for these options, started on first use (one per thread: Dask runs tasks in threads)."""
+    key = (threading.get_ident(), options.sandbox, options.limits, options.threads, options.reply_bytes)
+    runner = _RUNNERS.get(key)
+    if runner is not None and runner.alive:
+        return runner
+    if runner is not None:
+        runner.close()
+    runner = Runner(Sandbox(options.limits) if options.sandbox else None, options)
+    _RUNNERS[key] = runner
+    return runner
+
+
+def close_runners() -> None:
+    for runner in list(_RUNNERS.values()):
+        runner.close()
+    _RUNNERS.clear()
+
+
+atexit.register(close_runners)  # a worker process that ends takes its sandboxes with it
+
+
+# --------------------------------------------------------------------------------------------
+# tampering: reported, never rewarded (verdicts do not depend on the student's process)
+
+_PATCH_TARGETS = ("torch", "np", "numpy", "builtins", "__builtins__", "sys", "attnkit", "math", "warnings", "nn", "F")
+_SUSPICIOUS_CALLS = {"set_custom_exc", "register", "setattr", "reload", "excepthook", "settrace", "setprofile"}
+_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
+
+
+def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> list[str]:
+    """Static look at a student cell: patching torch, builtins, sys or IPython hooks; rebinding a builtin
+    or a name the notebook's own code imports (``protected``)."""
+    text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = []
+    shadow = _BUILTINS | set(_PATCH_TARGETS) | protected
+    for node in tree.body:  # top-level rebinding of a builtin or a library name
+        names = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.asname for a in node.names if a.asname]
+        for name in names:
+            if name in shadow and name not in ("_",):
+                found.append(f"rebinds `{name}` (line {node.lineno})")
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            root = target
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if target is not root and isinstance(root, ast.Name) and root.id in _PATCH_TARGETS:
+                found.append(f"assigns {ast.unparse(target)} (line {node.lineno})")
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            call = ast.unparse(node)
+            if name in _SUSPICIOUS_CALLS and (name != "register" or "events" in call) and (
+                name != "setattr" or any(call.startswith(f"setattr({t}") for t in _PATCH_TARGETS)
+            ):
+                found.append(f"calls {call[:80]} (line {node.lineno})")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# grade cells, here
+
+
+
+
+@dataclass
+class Verdict:
+    """The outcome of a grade cell run here: whether it raised, what it printed, its properties."""
+
+    ok: bool = True
+    ename: str = ""
+    evalue: str = ""
+    student_raised: bool = False  # the exception came from the student's code in the sandbox
+    stdout: str = ""
+    seconds: float = 0.0
+    rubric: object | None = None  # an attnkit Rubric the cell filled (partial credit)
+
+
+@dataclass
+class TrustedNamespace:
+    """The grader's own namespace for a notebook: given cells and grade cells run here."""
+
+    globals: dict = field(default_factory=lambda: {"__name__": "__main__", "__builtins__": builtins})
+
+    def run_trusted(self, source: str) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(_transform(source), "<trusted cell>", "exec"), self.globals)  # noqa: S102
+
+
+def global_reads(code: str) -> set[str]:
+    """Names a cell reads from its global namespace: at top level, or as globals inside functions."""
+    names: set[str] = set()
+    tables = [symtable.symtable(code, "<grade cell>", "exec")]
+    while tables:
+        table = tables.pop()
+        top = table.get_type() == "module"
+        names.update(s.get_name() for s in table.get_symbols() if s.is_referenced() and (top or s.is_global()))
+        tables.extend(table.get_children())
+    return names
+
+
+def _rubric_in(namespace: dict):
+    for value in namespace.values():
+        if type(value).__name__ == "Rubric" and hasattr(value, "outcomes"):
+            return value
+    return None
+
+
+def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: frozenset[str],
+                   timeout: float, options: GradeOptions) -> Verdict:
+    """Execute a grade cell here. Only the declared ``answers`` come from the sandbox; all else is ours."""
+    run = Verdict()
+    start = time.monotonic()
+    code = _transform(source)
+    budget = Budget(options.cell_reply_bytes)
+    local = dict(ns.globals)
+    try:
+        tree = ast.parse(code)
+        wanted = global_reads(code) & set(answers)
+        defined = set(runner.request({"op": "names"}, timeout).get("names", [])) if wanted else set()
+        for name in sorted(wanted & defined):
+            reply = runner.request({"op": "get", "name": name}, timeout)
+            if "raised" not in reply:
+                local[name] = decode(runner, checked(reply["value"], budget), timeout, budget)
+        for name in sorted(wanted - defined):
+            local.pop(name, None)  # not defined by the student: a NameError, as in their notebook
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(tree, "<grade cell>", "exec"), local)  # noqa: S102
+        run.stdout = out.getvalue()
+    except RunnerError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the verdict: any exception fails the check
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        run.ok = False
+        run.ename = getattr(exc, "student_type", None) or type(exc).__name__
+        run.evalue = str(exc) if not isinstance(exc, LimitExceeded) else str(exc)
+        run.student_raised = isinstance(exc, StudentError)
+    bound = used_and_bound(ast.parse(code))[1]
+    for name in bound:  # what the cell defined stays, for later cells (answers are always fetched anew)
+        if name in local and name not in answers:
+            ns.globals[name] = local[name]
+    run.rubric = _rubric_in(local)
+    run.seconds = time.monotonic() - start
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# the notebook
+
+
+def _stream(name: str, text: str) -> list:
+    return [nbformat.v4.new_output("stream", name=name, text=text)] if text else []
+
+
+def _error(ename: str, evalue: str, student_raised: bool = False) -> dict:
+    error = nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])
+    if student_raised:
+        error["student_raised"] = True
+    return error
+
+
+def _figures(reply: dict) -> list:
+    """The student's figures as display outputs: PNG only, checked, size-capped (never HTML)."""
+    outputs = []
+    for figure in (reply.get("figures") or [])[:8]:
+        try:
+            data = base64.b64decode(str(figure.get("png", "")), validate=True)
+        except ValueError:
+            continue
+        if data.startswith(PNG) and len(data) <= MAX_FIGURE:
+            outputs.append(nbformat.v4.new_output(
+                "display_data", data={"image/png": base64.b64encode(data).decode(), "text/plain": "<Figure>"}))
+    return outputs
+
+
+def _is_given(cell) -> bool:
+    """Locked code cells that are not tests: set-up and given code (restored from the source by intake)."""
+    meta = cell.metadata.get("nbgrader", {})
+    return meta.get("locked", False) and not meta.get("grade", False) and not meta.get("solution", False)
+
+
+def describe_cell(template: Template, index: int) -> str:
+    for part in template.parts.values():
+        if part.index == index:
+            kind = {"answer": "answer", "test": "test"}.get(part.kind, part.kind + " cell")
+            return f"cell {index + 1} ({kind} `{part.grade_id}`)"
+    return f"cell {index + 1}"
+
+
+def _properties(rubric, hidden_names: set[str]) -> tuple[float, list[PropertyResult]]:
+    results = []
+    for name, points, passed, exc in rubric.outcomes():
+        hidden = name in hidden_names
+        if passed:
+            reason = ""
+        elif exc is None:
+            reason = "not checked (an earlier error stopped the check)"
+        elif isinstance(exc, StudentError):
+            reason = f"your code raised {getattr(exc, 'student_type', type(exc).__name__)}" + ("" if hidden else f": {exc}")
+        else:
+            reason = f"{str(exc)[:300]}" if not hidden or isinstance(exc, AssertionError) else type(exc).__name__
+        results.append(PropertyResult(name, float(points), bool(passed), reason, hidden))
+    return sum(p.points for p in results if p.passed), results
+
+
+def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], deadline: float,
+           options: GradeOptions, now: float) -> CellRun:
+    run = CellRun(CellStatus.OK, 0.0)
+    seen: set[str] = set()
+    hidden_names: set[str] = set()
+    rubric = None
+    for segment in part.segments:
+        left = max(deadline - time.perf_counter(), 0.1)
+        verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options)
+        run.hidden_ran = run.hidden_ran or segment.hidden
+        if verdict.rubric is not None:
+            rubric = verdict.rubric
+            names = {o[0] for o in rubric.outcomes() if o[2] is not None or o[3] is not None}
+            if segment.hidden:
+                hidden_names |= names - seen
+            seen |= names
+        if not segment.hidden:
+            run.visible += _stream("stdout", verdict.stdout)
+        if not verdict.ok:
+            if rubric is not None and verdict.ename == "RubricFailed":
+                continue  # the rubric's own summary: the properties carry the score
+            run.status = CellStatus.ERROR
+            run.error = _error(verdict.ename, verdict.evalue, verdict.student_raised)
+            run.error_segment_hidden = segment.hidden
+            if rubric is None:
+                break
+    if rubric is not None:
+        run.score, run.properties = _properties(rubric, hidden_names)
+        if run.status is CellStatus.ERROR and run.score > 0:
+            run.status, run.error = CellStatus.OK, None  # partial credit: what passed counts
+    run.seconds = time.perf_counter() - now
+    return run
+
+
+def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions, budget: float) -> ExecLog:
+    """Run ``nb`` (outputs written into it) with student code sandboxed and verdicts decided here."""
+    log = ExecLog()
+    t0 = time.perf_counter()
+    try:
+        runner = runner_for(options)
+        runner.begin()
+    except (RunnerError, OSError) as exc:
+        close_runners()
+        log.start_error = f"the sandbox could not start: {exc}"
+        log.start_seconds = time.perf_counter() - t0
+        return log
+    log.start_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    deadline = t0 + budget
+    tests = {p.index: p for p in template.parts.values() if p.kind == "test"}
+    answers = frozenset(template.answer_names)
+    ns = TrustedNamespace()
+    try:
+        _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
+    finally:
+        try:
+            if runner.alive:
+                runner.end()
+        except RunnerError:
+            close_runners()
+    log.run_seconds = time.perf_counter() - t1
+    return log
+
+
+def _check_inputs(template: Template) -> frozenset[str]:
+    """Names the grade cells read: the course's own cells that bind them also run here."""
+    names: set[str] = set()
+    for part in template.parts.values():
+        for segment in part.segments:
+            with contextlib.suppress(SyntaxError, ValueError):
+                names |= global_reads(_transform(segment.source))
+    return frozenset(names - template.answer_names)
+
+
+def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log) -> None:
+    answer_cells = {p.index for p in template.answers}
+    needed = _check_inputs(template)
+    protected = frozenset(template.context_names)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        now = time.perf_counter()
+        if now >= deadline:
+            log.stopped_at = index
+            log.stop_reason = f"the notebook's time budget ({options.notebook_timeout:g} s) ran out before {describe_cell(template, index)}"
+            log.events.append(log.stop_reason)
+            return
+        limit = min(options.cell_timeout, deadline - now)
+        part = tests.get(index)
+        try:
+            if part is None:
+                given = _is_given(cell)
+                if index in answer_cells:
+                    log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected)]
+                reply = runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
+                for note in reply.get("neutralised") or []:
+                    log.events.append(f"{describe_cell(template, index)}: {note}")
+                error = None if reply.get("ok") else _error(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
+                cell.outputs = (_stream("stdout", str(reply.get("stdout", ""))) + _stream("stderr", str(reply.get("stderr", "")))
+                                + _figures(reply) + ([error] if error else []))
+                if given:
+                    ns.run_trusted(cell.source)
+                elif index not in answer_cells and needed & module_binds(parse(cell.source)):
+                    # the course's own "try it" code defines inputs a check reads: build them here too
+                    run_grade_cell(runner, ns, cell.source, answers, limit, options)
+                log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=error)
+                continue
+            runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
+            run = _grade(runner, ns, part, answers, deadline, options, now)
+            cell.outputs = list(run.visible) + ([run.error] if run.error is not None and not run.error_segment_hidden else [])
+            log.runs[index] = run
+        except RunnerInterrupted:
+            what = f"ran for more than {limit:.0f} s and was interrupted"
+            error = _error("TimeoutError", f"the cell {what}")
+            log.runs[index] = CellRun(CellStatus.TIMEOUT, time.perf_counter() - now, error=error)
+            cell.outputs = [error]
+            log.events.append(f"{describe_cell(template, index)} timed out after {limit:.0f} s and was interrupted")
+        except RunnerError as exc:
+            timed_out = exc.reason == "timeout"
+            if timed_out:
+                log.stop_reason = (f"{describe_cell(template, index)} ran for more than {limit:.0f} s and the kernel "
+                                   "did not respond to an interrupt: it was stopped")
+            else:
+                log.stop_reason = f"the kernel died while running {describe_cell(template, index)} ({exc.detail or exc.reason})"
+            error = _error("TimeoutError" if timed_out else "DeadKernelError", log.stop_reason)
+            log.runs[index] = CellRun(CellStatus.TIMEOUT if timed_out else CellStatus.DIED, time.perf_counter() - now, error=error)
+            cell.outputs = [error]
+            log.stopped_at = index
+            log.events.append(log.stop_reason)
+            if exc.reason == "runner died":
+                close_runners()
+            return
+        except Exception as exc:  # a given cell failed in the trusted process: the template itself is broken
+            log.stopped_at = index
+            log.stop_reason = f"internal grader error in {describe_cell(template, index)}: {type(exc).__name__}: {exc}"
+            log.events.append(log.stop_reason)
+            return

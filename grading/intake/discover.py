@@ -1,0 +1,91 @@
+"""Find the submissions of a class in nbgrader's layout: ``SUBMITTED/<student>/<assignment>/<notebook>``.
+
+* a ``.py`` with the notebook's stem is accepted in place of the ``.ipynb``;
+* a single file whose name merely contains the stem (``Copy of scoring_functions.ipynb``) is
+  accepted when the exact name is missing;
+* notebooks of a submitted assignment that a student did not hand in are listed as missing;
+* anything else is listed as ignored, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grading import course
+from grading.model import GradeTask
+from grading.options import GradeOptions
+
+
+@dataclass
+class Missing:
+    student_id: str
+    assignment: str
+    notebook: str
+
+
+@dataclass
+class Discovery:
+    tasks: list[GradeTask] = field(default_factory=list)
+    missing: list[Missing] = field(default_factory=list)  # notebooks of a submitted assignment not handed in
+    ignored: list[str] = field(default_factory=list)  # files/folders that are not part of the course
+    students: list[str] = field(default_factory=list)  # every student folder found (before --student)
+    assignments: list[str] = field(default_factory=list)  # every assignment folder found (before --assignment)
+
+
+def _read_timestamp(folder: Path) -> str | None:
+    stamp = folder / "timestamp.txt"
+    if stamp.is_file():
+        text = stamp.read_text(errors="replace").strip()
+        return text or None
+    return None
+
+
+def discover(submitted: Path, options: GradeOptions, assignments: list[str] | None = None,
+             students: list[str] | None = None) -> Discovery:
+    found = Discovery()
+    by_assignment: dict[str, list[course.Notebook]] = {}
+    for nb in course.notebooks():
+        by_assignment.setdefault(nb.assignment, []).append(nb)
+    seen_assignments: set[str] = set()
+    for student_dir in sorted(p for p in Path(submitted).iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")):
+        found.students.append(student_dir.name)
+        if students and student_dir.name not in students:
+            continue
+        for adir in sorted(p for p in student_dir.iterdir() if not p.name.startswith(".")):
+            if not adir.is_dir() or adir.is_symlink():
+                found.ignored.append(f"{adir}: not an assignment folder")
+                continue
+            if adir.name not in by_assignment:
+                found.ignored.append(f"{adir}: unknown assignment `{adir.name}`")
+                continue
+            seen_assignments.add(adir.name)
+            if assignments and adir.name not in assignments:
+                continue
+            files = [p for p in adir.iterdir() if p.is_file() and not p.is_symlink() and p.suffix.lower() in (".ipynb", ".py")]
+            claimed: set[Path] = set()
+            for nb in by_assignment[adir.name]:
+                exact = [adir / f"{nb.name}.ipynb", adir / f"{nb.name}.py"]
+                path = next((p for p in exact if p.is_file() and not p.is_symlink()), None)
+                note = None
+                if path is not None and exact[0].is_file() and exact[1].is_file():
+                    note = f"both {nb.name}.ipynb and {nb.name}.py were handed in: graded the .ipynb"
+                if path is None:
+                    loose = [p for p in files if course.norm_name(nb.name) in course.norm_name(p.stem) and p not in claimed]
+                    if len(loose) == 1:
+                        path = loose[0]
+                        note = f"file `{path.name}` graded as {nb.name}"
+                if path is None:
+                    found.missing.append(Missing(student_dir.name, adir.name, nb.name))
+                    continue
+                claimed.update(p for p in exact if p.is_file())
+                claimed.add(path)
+                found.tasks.append(GradeTask(
+                    student_dir.name, adir.name, nb.name, str(path.resolve()), str(nb.source),
+                    options, _read_timestamp(adir), note,
+                ))
+            for p in files:
+                if p not in claimed:
+                    found.ignored.append(f"{p}: not a notebook of {adir.name}")
+    found.assignments = sorted(seen_assignments)
+    return found

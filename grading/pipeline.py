@@ -1,0 +1,226 @@
+"""Grade a class: discover -> grade (in parallel) -> store -> report.  One writer: this process.
+
+``python -m grading autograde SUBMITTED --out OUT [--workers N] [--db PATH]``
+
+Workers (:mod:`grading.execution.pool`) run :func:`grading.submission.grade_submission`; this
+process alone writes ``OUT/grades.csv``, ``OUT/feedback/``, ``OUT/report``, ``OUT/results/``
+(one JSON per submission, for resume) and the gradebook.  The submitted files are hashed before
+and after: they are only ever read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from grading import course
+from grading.execution import pool
+from grading.execution.sandbox import enforced_limits
+from grading.intake.discover import Discovery, Missing, discover
+from grading.intake.template import load_template
+from grading.model import Failure, GradeTask, SubmissionResult
+from grading.options import GradeOptions
+from grading.reporting import feedback
+from grading.reporting.gradebook import GradebookWriter, autograded_dir_for, db_url_for, record_assignment, write_formgrader_config
+from grading.reporting.report import write_report
+from grading.reporting.table import write_grades
+from grading.reporting.terminal import Progress
+from grading.store import ResultStore
+from grading.submission import sha256
+
+
+class UsageError(ValueError):
+    """Bad usage (exit 2): nothing to grade, an unknown assignment or student id."""
+
+
+class InfrastructureError(RuntimeError):
+    """Submissions could not be graded for reasons that are not the students' (exit 3)."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C: ``done`` of ``total`` submissions are finished and stored."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"interrupted after {done} of {total}; run the same command again to resume")
+        self.done, self.total = done, total
+
+
+@dataclass
+class ClassSummary:
+    submissions: int
+    students: int
+    graded: int
+    repaired: int
+    errors: int
+    seconds: float
+    workers: int
+    results: list[SubmissionResult]
+    changed_files: list[str]
+    reused: int = 0  # finished by an earlier run of the same command
+    infrastructure: list[SubmissionResult] = field(default_factory=list)
+
+    def line(self) -> str:
+        per = self.seconds / self.submissions if self.submissions else 0
+        how = f"{self.workers} worker(s)" if self.workers else "in-process"
+        return (f"{self.submissions} submission(s) from {self.students} student(s) in {self.seconds:.1f}s "
+                f"({per:.1f}s per submission, {how}): {self.graded} graded, "
+                f"{self.repaired} repaired, {self.errors} with errors"
+                + (f", {self.reused} reused from an earlier run" if self.reused else ""))
+
+
+def _check_usage(found: Discovery, submitted: Path, assignments, students) -> None:
+    known = course.assignments()
+    unknown = [a for a in assignments or [] if a not in known]
+    if unknown:
+        raise UsageError(f"unknown assignment id(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    missing_students = [s for s in students or [] if s not in found.students]
+    if missing_students:
+        shown = ", ".join(found.students[:20]) + (" ..." if len(found.students) > 20 else "")
+        raise UsageError(f"no folder for student(s) {', '.join(missing_students)} in {submitted}; found: {shown or 'none'}")
+    if not found.tasks and not found.missing:
+        raise UsageError(
+            f"no submissions in {submitted}: expected {submitted}/<student_id>/<assignment_id>/<notebook>.ipynb (or .py)"
+            + (f"; ignored: {'; '.join(found.ignored[:5])}" if found.ignored else "")
+            + (f"; assignments found: {', '.join(found.assignments)}" if found.assignments else "")
+        )
+
+
+def _missing_result(m: Missing) -> SubmissionResult:
+    nb = next(n for n in course.notebooks(m.assignment) if n.name == m.notebook)
+    result = pool.crashed(GradeTask(m.student_id, m.assignment, m.notebook, "", str(nb.source)), "notebook not handed in",
+                          Failure.MISSING)
+    result.submission = ""
+    return result
+
+
+def _placeholder_notebook(result: SubmissionResult) -> str:
+    nb = next(n for n in course.notebooks(result.assignment) if n.name == result.notebook)
+    template = load_template(nb.source, result.assignment, result.notebook)
+    notebook = template.fresh_notebook()
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Not graded automatically:** {feedback.e(result.error)}"))
+    return nbformat.writes(notebook)
+
+
+def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: str | None = None,
+                    options: GradeOptions | None = None, assignments: list[str] | None = None,
+                    students: list[str] | None = None, progress: bool = True, log=None,
+                    resume: bool = True, scheduler: str | None = None, on_result=None) -> ClassSummary:
+    """Grade every submission under ``submitted`` into ``out`` (and the gradebook); see the module docstring.
+
+    ``on_result`` (optional) is called with each fresh result after it is stored (the benchmark
+    uses it to time submissions).
+    """
+    log = log or sys.stderr
+    start = time.perf_counter()
+    options = options or GradeOptions()
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    submitted, out = Path(submitted).resolve(), Path(out).resolve()
+    found = discover(submitted, options, assignments, students)
+    _check_usage(found, submitted, assignments, students)
+    db_url = db_url_for(db)
+    autograded = autograded_dir_for(db_url)
+    out.mkdir(parents=True, exist_ok=True)
+    if db_url.startswith("sqlite:///"):
+        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    before = {t.submission: sha256(Path(t.submission)) for t in found.tasks}
+
+    by_assignment: dict[str, list] = {}
+    for nb in course.notebooks():
+        by_assignment.setdefault(nb.assignment, []).append(load_template(nb.source, nb.assignment, nb.name))
+    for assignment in sorted({t.assignment for t in found.tasks} | {m.assignment for m in found.missing}):
+        record_assignment(db_url, assignment, by_assignment[assignment])
+    formgrader_config = write_formgrader_config(db_url, autograded)
+    templates = {(t.assignment, t.notebook): t for ts in by_assignment.values() for t in ts}
+
+    store = ResultStore(out)
+    writer = GradebookWriter(db_url)
+    results: list[SubmissionResult] = []
+    reused: list[SubmissionResult] = []
+    bar = Progress(len(found.tasks), log, enabled=progress)
+
+    def keep(result: SubmissionResult) -> None:
+        sid, aid, nid = result.key
+        target = autograded / sid / aid / f"{nid}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(feedback.inert_notebook(result.executed) if result.executed else _placeholder_notebook(result),
+                          encoding="utf-8")
+        feedback.write(result, out / "feedback" / sid / aid / f"{nid}.html", templates.get((aid, nid)))
+        result.executed = None  # keep memory flat on big classes
+        writer.write(result)
+        if result.failure not in (Failure.INFRASTRUCTURE, Failure.GRADER):
+            store.save(result)  # last: its presence means everything above is done
+        results.append(result)
+        state = "error" if result.error else ("errors" if result.has_errors else "ok")
+        bar.update(f"{'/'.join(result.key)} {state}")
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        bar.begin()
+        todo = []
+        for task in found.tasks:
+            previous = store.finished(task) if resume else None
+            if previous is None:
+                todo.append(task)
+            else:
+                results.append(previous)
+                reused.append(previous)
+                bar.update("/".join(task.key) + " (finished earlier)")
+        try:
+            if scheduler:
+                pool.run_dask(todo, scheduler, keep)
+            else:
+                pool.run_local(todo, workers, keep)
+        except KeyboardInterrupt:
+            bar.interrupted()
+            raise Interrupted(len(results), len(found.tasks)) from None
+        for m in found.missing:
+            writer.mark_missing(m.student_id, m.assignment, m.notebook)
+            result = _missing_result(m)
+            results.append(result)
+            feedback.write(result, out / "feedback" / m.student_id / m.assignment / f"{m.notebook}.html",
+                           templates.get((m.assignment, m.notebook)))
+    finally:
+        writer.close()
+
+    order = {(nb.assignment, nb.name): i for i, nb in enumerate(course.notebooks())}
+    results.sort(key=lambda r: (r.student_id, order.get((r.assignment, r.notebook), 0)))
+    write_grades(out / "grades.csv", results)
+
+    changed = [t.submission for t in found.tasks if Path(t.submission).exists() and sha256(Path(t.submission)) != before[t.submission]]
+    infrastructure = [r for r in results if r.failure is Failure.INFRASTRUCTURE]
+    summary = ClassSummary(
+        submissions=len(found.tasks), students=len({t.student_id for t in found.tasks}),
+        graded=sum(1 for r in results if not r.error and not r.missing),
+        repaired=sum(1 for r in results if r.repairs),
+        errors=sum(1 for r in results if r.has_errors),
+        seconds=time.perf_counter() - start, workers=workers, results=results, changed_files=changed,
+        reused=len(reused), infrastructure=infrastructure,
+    )
+    header = [
+        "Autograde report",
+        f"submitted: {submitted}",
+        f"output:    {out}",
+        f"gradebook: {db_url}" + (f"  (formgrader: cd {formgrader_config.parent} && jupyter lab)" if formgrader_config else ""),
+        f"autograded notebooks: {autograded}",
+        f"summary:   {summary.line()}",
+        f"limits:    {'; '.join(enforced_limits(options.limits, options.sandbox))}",
+    ]
+    if reused:
+        header.append(f"resumed:   {len(reused)} submission(s) finished by an earlier run were reused (--fresh regrades them)")
+    for path in changed:
+        header.append(f"WARNING: a submitted file changed while grading: {path}")
+    if infrastructure:
+        header.append(f"ERROR: {len(infrastructure)} submission(s) could not be graded: {infrastructure[0].error} "
+                      "(not stored: the same command grades them once this is fixed)")
+    for m in found.missing:
+        header.append(f"missing:   {m.student_id}/{m.assignment}/{m.notebook} was not handed in (scored 0)")
+    for item in found.ignored:
+        header.append(f"ignored:   {item}")
+    write_report(out / "report", results, header)
+    return summary

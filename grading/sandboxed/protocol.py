@@ -1,0 +1,146 @@
+"""The wire protocol between the grader and the sandboxed runner: one definition for both ends.
+
+A frame is an 8-byte big-endian length followed by a ``torch.save`` payload (a dict of plain data:
+str, numbers, bool, None, lists, tuples, dicts with str keys, plain CPU tensors, dtypes, devices).
+The reader decodes with ``torch.load(weights_only=True)``, which builds no objects but those, so a
+frame can never run code in the grader.  Frames larger than the reader's limit are refused before
+they are read.
+
+Channels (the grader creates and owns all of them):
+
+* **control**, a Unix socket between the grader and the runner's zygote: ``begin`` (carrying the
+  submission's channel as a file descriptor), ``interrupt``, ``kill``, ``peak``; the zygote answers
+  ``ready``, ``finished`` and ``peak``.  No process that runs student code ever holds it.
+* **submission**, a Unix socket pair made fresh for each submission, between the grader and that
+  submission's process: requests (:class:`Op`) and their replies.  It dies with the submission.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import os
+import socket
+import struct
+
+HEADER = struct.Struct(">Q")
+MAX_TEXT = 20_000  # characters of a cell's stdout/stderr sent back
+MAX_MESSAGE = 2_000  # characters of an exception message sent back
+HANDLE = "__handle__"  # key of a value that stays in the sandbox (a function, a module, ...)
+
+
+class Op(str, enum.Enum):
+    """Requests.  The value is what travels on the wire."""
+
+    # grader -> zygote (control channel)
+    BEGIN = "begin"  # fork a fresh, isolated process for one submission (with its channel)
+    INTERRUPT = "interrupt"  # SIGINT to the submission (a cell ran past its limit)
+    KILL = "kill"  # end the submission: kill its whole process tree
+    PEAK = "peak"  # reset ("reset": True) or read the submission's peak resident memory
+    # grader -> submission (submission channel)
+    EXEC = "exec"  # run a cell's source
+    NAMES = "names"  # the names the notebook has defined
+    GET = "get"  # the value of a name (plain data, or a handle)
+    GETATTR = "getattr"  # an attribute of a handle
+    CALL = "call"  # call a handle (or one of its methods) with plain arguments
+    END = "end"  # the submission is over
+
+
+class ProtocolError(RuntimeError):
+    """A frame that is too large, truncated or not plain data."""
+
+
+def dumps(message: dict) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(message, buf)
+    return buf.getvalue()
+
+
+def loads(payload: bytes) -> dict:
+    import torch
+
+    try:
+        message = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception as exc:  # a forged or corrupt frame: never unpickled beyond plain data
+        raise ProtocolError(f"unreadable frame ({type(exc).__name__})") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("a frame that is not a dict")
+    return message
+
+
+def frame(message: dict) -> bytes:
+    payload = dumps(message)
+    return HEADER.pack(len(payload)) + payload
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def send(fd: int, message: dict) -> None:
+    write_all(fd, frame(message))
+
+
+def read_exact(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from a blocking ``fd``, or None at end of file."""
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd: int, limit: int = 1 << 30) -> dict | None:
+    """The next message on a blocking ``fd`` (None at end of file)."""
+    header = read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > limit:
+        raise ProtocolError(f"a frame of {size} bytes (limit {limit})")
+    payload = read_exact(fd, size)
+    if payload is None:
+        raise ProtocolError("a truncated frame")
+    return loads(payload)
+
+
+def send_with_fd(sock: socket.socket, message: dict, fd: int) -> None:
+    """A control message carrying one file descriptor (SCM_RIGHTS) in its first byte."""
+    data = frame(message)
+    socket.send_fds(sock, [data[:1]], [fd])
+    sock.sendall(data[1:])
+
+
+def receive_with_fds(sock: socket.socket, limit: int = 1 << 24) -> tuple[dict | None, list[int]]:
+    """The next control message and any descriptors that came with it."""
+    first, fds, _flags, _addr = socket.recv_fds(sock, 1, 4)
+    if not first:
+        return None, list(fds)
+    rest = _recv_exact(sock, HEADER.size - 1)
+    if rest is None:
+        return None, list(fds)
+    (size,) = HEADER.unpack(first + rest)
+    if size > limit:
+        raise ProtocolError(f"a control frame of {size} bytes")
+    payload = _recv_exact(sock, size)
+    if payload is None:
+        raise ProtocolError("a truncated control frame")
+    return loads(payload), list(fds)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = sock.recv(min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

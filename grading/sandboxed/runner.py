@@ -1,0 +1,454 @@
+"""The runner: a warm interpreter inside the sandbox that forks one isolated process per submission.
+
+Started once per grading worker (``python -m grading.sandboxed.runner FD``, inside
+:mod:`grading.execution.sandbox`; FD is its end of the control socket), the **zygote** imports
+torch, IPython and matplotlib once, then waits for ``begin``.  For each submission:
+
+1. the grader makes a fresh socket pair and sends one end with ``begin``;
+2. the zygote forks an **isolator**, which closes the control socket (no process that runs student
+   code ever holds it), enters new user, mount, IPC and PID namespaces, and mounts fresh, size-limited
+   tmpfs folders on ``/tmp``, ``/dev/shm`` and the working folder;
+3. the isolator forks the **submission process** (PID 1 of its new namespace, killed with the
+   isolator): it drops every capability, sets its rlimits and serves the grader's requests on its
+   socket: execute a cell, list names, fetch a value, call a function.  It never sees a test's
+   expected values and never decides a verdict;
+4. on ``kill`` (or when the submission process dies) the zygote kills the isolator, waits until no
+   process of the submission is left, and only then answers ``finished``.  The next submission
+   starts from the zygote's untouched state: nothing of this one survives.
+
+Calls that check how an answer computes (``peak``) are measured by the zygote from outside, as the
+submission process's peak resident memory (``VmHWM``), which the student's code cannot switch off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from grading.sandboxed import protocol
+from grading.sandboxed.protocol import HANDLE, MAX_MESSAGE, MAX_TEXT, Op
+
+SCRATCH = os.environ.get("ATTNKIT_SCRATCH") or os.getcwd()
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
+PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 1, 36, 38
+_PIP = ("pip", "conda", "mamba", "apt", "apt-get", "uv")
+
+
+# ---------------------------------------------------------------------------------- isolation
+
+
+def _prctl(option: int, value: int) -> None:
+    _libc.prctl(option, value, 0, 0, 0)
+
+
+def _drop_capabilities() -> None:
+    """capset(2) with empty sets: whatever the namespaces granted, nothing privileged remains."""
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    _libc.capset(ctypes.byref(header), data)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def isolate(scratch_bytes: int) -> list[str]:
+    """New namespaces and fresh tmpfs folders for this process and its children; what failed, in words."""
+    problems = []
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID) != 0:
+        return [f"no private namespaces ({os.strerror(ctypes.get_errno())})"]
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    options = f"size={scratch_bytes},mode=1777".encode()
+    for folder in ("/tmp", "/dev/shm", SCRATCH):
+        if os.path.isdir(folder) and _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
+            problems.append(f"no fresh {folder} ({os.strerror(ctypes.get_errno())})")
+    return problems
+
+
+# ---------------------------------------------------------------------------------- the student's shell
+
+
+def _shell_class():
+    """IPython's shell, with the habits of real notebooks made harmless (and each noted)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class Shell(InteractiveShell):
+        notes: list[str] = []
+
+        def enable_gui(self, gui=None):  # `%matplotlib inline`, `%gui`: no event loop here
+            self.notes.append(f"`%matplotlib`/`%gui {gui or ''}`: figures are captured as images")
+
+        def enable_matplotlib(self, gui=None):
+            self.notes.append(f"`%matplotlib {gui or ''}`: figures are captured as images")
+            return gui, "agg"
+
+        def system(self, cmd):  # `!pip install ...`: no network in the sandbox, do not wait for it
+            word = cmd.strip().split()[0] if cmd.strip() else ""
+            self.notes.append(f"`!{cmd.strip()[:60]}` skipped (no shell commands while grading)")
+            if word not in _PIP:
+                print(f"(skipped while grading: !{cmd.strip()[:60]})")
+
+        system_raw = system
+
+    return Shell
+
+
+def _fake_colab() -> None:
+    """``from google.colab import drive, files, output`` works; mounting and uploads do nothing."""
+    import types
+
+    colab = types.ModuleType("google.colab")
+    notes = _shell_class().notes
+
+    def _noop(what):
+        def run(*args, **kwargs):
+            notes.append(f"`{what}` did nothing (no Google Drive or browser while grading)")
+            return {} if what == "files.upload" else None
+
+        return run
+
+    colab.drive = types.SimpleNamespace(mount=_noop("drive.mount"), flush_and_unmount=_noop("drive.flush_and_unmount"))
+    colab.files = types.SimpleNamespace(upload=_noop("files.upload"), download=_noop("files.download"))
+    colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: None, disable_custom_widget_manager=lambda: None,
+                                         clear=lambda *a, **k: None)
+    for sub in ("drive", "files", "output"):
+        sys.modules[f"google.colab.{sub}"] = getattr(colab, sub)
+    try:
+        import google
+    except ImportError:
+        google = types.ModuleType("google")
+        google.__path__ = []
+        sys.modules["google"] = google
+    google.colab = colab
+    sys.modules["google.colab"] = colab
+
+
+def _capture_figures(shell) -> list:
+    """Open figures as PNG display outputs (what the student's notebook would show), then closed."""
+    import base64
+
+    import matplotlib.pyplot as plt
+
+    outputs = []
+    for number in plt.get_fignums()[:8]:
+        fig = plt.figure(number)
+        buf = io.BytesIO()
+        with contextlib.suppress(Exception):
+            fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
+            outputs.append({"png": base64.b64encode(buf.getvalue()).decode(), "text": repr(fig)})
+    plt.close("all")
+    return outputs
+
+
+class Submission:
+    """One submission's process: its shell and the objects handed out to the grader."""
+
+    def __init__(self, torch_module, channel: int, reply_bytes: int) -> None:
+        self.torch = torch_module
+        self.channel = channel
+        self.reply_bytes = reply_bytes
+        self.shell = _shell_class().instance()
+        self.shell.user_ns["__name__"] = "__main__"
+        self.handles: dict[int, object] = {}
+        _fake_colab()
+
+    # ------------------------------------------------------------------ values
+    def encode(self, value, depth: int = 0):
+        torch = self.torch
+        if value is None or isinstance(value, (bool, int, float, str, complex)):
+            return value
+        if isinstance(value, torch.Tensor):
+            if value.numel() * value.element_size() > self.reply_bytes:
+                raise ValueError(f"a tensor of {value.numel() * value.element_size() / 2**20:.0f} MiB is too large to check")
+            # A plain, contiguous, detached CPU copy: no subclass, no hooks, no autograd graph.
+            return value.detach().to("cpu").as_subclass(torch.Tensor).contiguous().clone()
+        if isinstance(value, (torch.dtype, torch.device, torch.Size)):
+            return value
+        if depth < 4 and isinstance(value, (list, tuple)) and len(value) <= 10_000:
+            items = [self.encode(v, depth + 1) for v in value]
+            return tuple(items) if isinstance(value, tuple) else items
+        if (depth < 4 and type(value) is dict and HANDLE not in value and len(value) <= 10_000
+                and all(isinstance(k, str) for k in value)):
+            return {k: self.encode(v, depth + 1) for k, v in value.items()}
+        handle = len(self.handles) + 1
+        self.handles[handle] = value
+        return {HANDLE: handle, "callable": callable(value), "kind": type(value).__name__[:80]}
+
+    def decode(self, value):
+        if isinstance(value, dict):
+            if set(value) == {HANDLE}:
+                return self.handles[value[HANDLE]]
+            return {k: self.decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.decode(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.decode(v) for v in value)
+        return value
+
+    # ------------------------------------------------------------------ requests
+    def op_exec(self, request: dict) -> dict:
+        out, err = io.StringIO(), io.StringIO()
+        notes = self.shell.notes
+        notes.clear()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            result = self.shell.run_cell(request["source"], store_history=False, silent=False)
+            figures = _capture_figures(self.shell) if request.get("figures") else []
+        error = result.error_before_exec or result.error_in_exec
+        reply: dict = {"ok": error is None, "stdout": out.getvalue()[-MAX_TEXT:], "stderr": err.getvalue()[-MAX_TEXT:],
+                       "figures": figures, "neutralised": list(dict.fromkeys(notes))}
+        if error is not None:
+            reply["ename"] = type(error).__name__[:100]
+            reply["evalue"] = str(error)[:MAX_MESSAGE]
+            reply["traceback"] = "".join(traceback.format_exception(error))[-MAX_TEXT:]
+        return reply
+
+    def op_names(self, request: dict) -> dict:
+        hidden = set(self.shell.user_ns_hidden)
+        return {"names": sorted(k for k in self.shell.user_ns if isinstance(k, str) and not k.startswith("_") and k not in hidden)}
+
+    def op_get(self, request: dict) -> dict:
+        return {"value": self.encode(self.shell.user_ns[request["name"]])}
+
+    def op_getattr(self, request: dict) -> dict:
+        return {"value": self.encode(getattr(self.handles[request["handle"]], request["attr"]))}
+
+    def op_call(self, request: dict) -> dict:
+        torch = self.torch
+        target = self.handles[request["handle"]]
+        if request.get("method"):
+            target = getattr(target, request["method"])
+        args = self.decode(request.get("args", ()))
+        kwargs = self.decode(request.get("kwargs", {}))
+        tensors = _tensor_paths(args, kwargs)
+        before = {path: t.clone() for path, t in tensors.items()}
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            value = target(*args, **kwargs)
+        reply = {"value": self.encode(value)}
+        # What the call did to its arguments travels back, so the grader's copies change the same way.
+        mutated = {}
+        for path, t in tensors.items():
+            old = before[path]
+            if t.shape != old.shape or t.dtype != old.dtype or not torch.equal(t, old):
+                mutated[path] = self.encode(t)
+        if mutated:
+            reply["mutated"] = mutated
+        return reply
+
+    def serve(self) -> None:
+        torch = self.torch
+        protocol.send(self.channel, {"ready": True, "pid": os.getpid()})
+        while True:
+            try:
+                request = protocol.receive(self.channel, limit=1 << 30)
+            except KeyboardInterrupt:  # an interrupt that arrived after the work it was meant for
+                continue
+            if request is None or request.get("op") == Op.END.value:
+                return
+            try:
+                op = Op(request["op"])
+                reply = getattr(self, f"op_{op.value}")(request)
+            except BaseException as exc:  # the student's object raised: report it, keep serving
+                reply = {"raised": type(exc).__name__[:100], "message": str(exc)[:MAX_MESSAGE]}
+            try:
+                payload = protocol.frame(reply)
+            except Exception as exc:  # an unserialisable value
+                payload = protocol.frame({"raised": "TypeError", "message": f"cannot send the value back: {type(exc).__name__}"})
+            del reply
+            protocol.write_all(self.channel, payload)
+            torch.set_grad_enabled(True)
+
+
+def _tensor_paths(args, kwargs) -> dict:
+    import torch
+
+    found = {}
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            found[f"a{i}"] = a
+    for k, v in kwargs.items():
+        if isinstance(v, torch.Tensor):
+            found[f"k{k}"] = v
+    return found
+
+
+def _submission_process(channel: int, limits: dict, torch_module) -> None:
+    """PID 1 of the submission's namespaces: drop privileges, set limits, serve."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _drop_capabilities()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name, key in (("RLIMIT_DATA", "memory_bytes"), ("RLIMIT_CPU", "cpu_seconds")):
+        if limits.get(key):
+            resource.setrlimit(getattr(resource, name), (limits[key], limits[key]))
+    os.chdir(SCRATCH)
+    torch_module.manual_seed(0)
+    Submission(torch_module, channel, int(limits.get("reply_bytes", 64 << 20))).serve()
+
+
+# ---------------------------------------------------------------------------------- the zygote
+
+
+class Zygote:
+    def __init__(self, control: socket.socket, torch_module, own_namespace: bool) -> None:
+        self.control = control
+        self.own_namespace = own_namespace  # inside bwrap: every process here but PID 1 and us is a submission's
+        self.torch = torch_module
+        self.isolator: int | None = None  # pid of the current submission's isolator
+        self.process: int | None = None  # pid of its submission process (as seen here)
+        self.status = 0
+
+    def reply(self, message: dict) -> None:
+        self.control.sendall(protocol.frame(message))
+
+    def begin(self, request: dict, fds: list[int]) -> None:
+        limits = request.get("limits", {})
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the isolator
+            try:
+                self.control.close()
+                os.close(report_r)
+                problems = isolate(int(limits.get("scratch_bytes", 256 << 20)))
+                child = os.fork()
+                if child == 0:
+                    os.close(report_w)
+                    _submission_process(fds[0], limits, self.torch)
+                    os._exit(0)
+                os.close(fds[0])
+                os.write(report_w, f"{child}\n{'|'.join(problems)}".encode())
+                os.close(report_w)
+                _, status = os.waitpid(child, 0)
+                os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+            except BaseException:
+                os._exit(70)
+        for fd in fds:
+            os.close(fd)
+        os.close(report_w)
+        text = b""
+        while chunk := os.read(report_r, 4096):
+            text += chunk
+        os.close(report_r)
+        self.isolator = pid
+        first, _, problems = text.decode().partition("\n")
+        self.process = int(first) if first.strip().isdigit() else None
+        self.reply({"started": True, "problems": [p for p in problems.split("|") if p]})
+
+    def interrupt(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.process, signal.SIGINT)
+
+    def peak(self, reset: bool) -> dict:
+        if self.process is None:
+            return {"peak": None}
+        try:
+            if reset:
+                with open(f"/proc/{self.process}/clear_refs", "w") as f:
+                    f.write("5")
+            with open(f"/proc/{self.process}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            return {"peak": int(fields["VmHWM"].split()[0]) * 1024, "current": int(fields["VmRSS"].split()[0]) * 1024}
+        except (OSError, KeyError, ValueError):
+            return {"peak": None}
+
+    def kill(self) -> None:
+        """Kill the submission's whole tree and wait until none of it is left."""
+        if self.isolator is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.isolator, signal.SIGKILL)
+            _, status = os.waitpid(self.isolator, 0)
+            if self.status is None:
+                self.status = status
+        me = os.getpid()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):  # orphans come to us (subreaper): reap them
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            left = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)] if self.own_namespace else []
+            if self.process is not None and os.path.exists(f"/proc/{self.process}"):
+                left.append(self.process)
+            if not left:
+                break
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.005)
+        self.isolator = self.process = None
+
+    def reap(self) -> bool:
+        """True when the submission's isolator has exited on its own (the submission died)."""
+        if self.isolator is None:
+            return False
+        done, status = os.waitpid(self.isolator, os.WNOHANG)
+        if not done:
+            return False
+        self.status, self.isolator = status, None
+        return True
+
+    def serve(self) -> int:
+        self.reply({"zygote": True, "pid": os.getpid()})
+        while True:
+            ready, _, _ = select.select([self.control], [], [], 0.05)
+            if not ready:
+                if self.reap():
+                    self.kill()
+                    self.reply({"finished": True, "status": self.status, "died": True})
+                continue
+            request, fds = protocol.receive_with_fds(self.control)
+            if request is None:
+                self.kill()
+                return 0
+            op = request.get("op")
+            if op == Op.BEGIN.value:
+                self.status = None
+                self.begin(request, fds)
+            elif op == Op.INTERRUPT.value:
+                self.interrupt()
+            elif op == Op.PEAK.value:
+                self.reply(self.peak(bool(request.get("reset"))))
+            elif op == Op.KILL.value:
+                died = self.reap()
+                self.kill()
+                self.reply({"finished": True, "status": self.status or 0, "died": died})
+
+
+def main(control_fd: int, own_namespace: bool) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import torch
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+
+    import attnkit  # noqa: F401 - every notebook imports it: pay for it once
+
+    # The first TorchDispatchMode imports ~900 modules (sympy, ...): pay that once here, not in
+    # every submission (attnkit.peak_memory, in a student's own run of a check, uses one).
+    attnkit.peak_memory(lambda: torch.ones(1) + 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/fd or mem of this process for the same uid
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # a submission's orphans are ours to reap and to count
+    control = socket.socket(fileno=control_fd)
+    return Zygote(control, torch, own_namespace).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]), "--own-pid-namespace" in sys.argv[2:]))

@@ -1,0 +1,24 @@
+"""nbgrader configuration of the course: this folder is the course.
+
+solutions/ is nbgrader's source directory (solutions + hidden tests) and notebooks/ its release
+directory (what students get).  Run nbgrader's own commands and JupyterLab's Formgrader from this
+folder; ``python -m grading`` finds the course the same way (the working directory, or --course).
+"""
+
+from pathlib import Path
+
+c = get_config()  # noqa: F821 - provided by traitlets when this file is loaded
+
+ROOT = Path(__file__).resolve().parent
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = "attention"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.ExecutePreprocessor.timeout = 300
+c.Execute.timeout = 300
