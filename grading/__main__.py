@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="send the submissions to a Dask cluster (e.g. tcp://host:8786) instead of local workers")
     grade.add_argument("--fresh", action="store_true",
-                       help="regrade everything (by default a rerun reuses the submissions an interrupted run finished)")
+                       help="regrade everything (by default a rerun reuses the submissions an earlier run finished)")
     grade.add_argument("--memory", type=_positive, default=DEFAULT.limits.memory_bytes / GIB,
                        help=f"memory limit per submission in GiB (default {DEFAULT.limits.memory_bytes / GIB:g})")
     grade.add_argument("--no-sandbox", action="store_true",

@@ -70,7 +70,9 @@ def bounded_intake(path: Path, template: Template, seconds: float) -> Intake:
     if pid == 0:  # the child: map, send the pickled result, exit without cleanup handlers
         os.close(read_fd)
         try:
-            resource.setrlimit(resource.RLIMIT_AS, (INTAKE_MEMORY, INTAKE_MEMORY))
+            with open("/proc/self/status") as status:  # what this process already maps, plus the budget
+                mapped = next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:")), 0)
+            resource.setrlimit(resource.RLIMIT_AS, (mapped + INTAKE_MEMORY, mapped + INTAKE_MEMORY))
             try:
                 intake = map_submission(path, template)
             except RecursionError:

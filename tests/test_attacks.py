@@ -1,0 +1,274 @@
+"""Real attacks on the grader, through ``python -m grading autograde`` with 1 and with 2 workers.
+
+One class holds an honest complete student, a blank "friend", a probe that looks for anything
+earlier submissions left behind, and one attacker per attack.  Every attack must be contained: the
+honest student and the probe keep full marks, the friend keeps 0, the attackers gain nothing, no
+secret reaches any output, and the class finishes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading import course
+from grading.tools import synthetic
+
+NB1 = course.notebooks("01_scoring_functions")[0]
+NB2 = course.notebooks("02_scoring_exercises")[0]
+SECRET = "hunter2-not-for-students"
+
+LEFTOVERS = '''
+import os, glob, ctypes
+found = [p for p in ["/tmp/planted", "/dev/shm/planted", "planted", "/tmp/alive"] if os.path.exists(p)]
+found += ["scratch is not writable"] if not os.access(".", os.W_OK) else []
+libc = ctypes.CDLL(None, use_errno=True)
+found += ["System V segment"] if libc.shmget(0x5EED, 0, 0) != -1 else []
+found += [f"process {p}" for p in os.listdir("/proc") if p.isdigit() and "sleeper" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="ignore")]
+assert not found, f"left behind by an earlier submission: {found}"
+'''
+
+TAKEOVER = '''
+import ctypes, os, struct, subprocess, sys, time
+for path in ("/tmp/planted", "/dev/shm/planted", "planted"):
+    open(path, "w").write("x")
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmget(0x5EED, 4096, 0o1666)
+subprocess.Popen([sys.executable, "-c", "import time, os\\n# sleeper\\nos.setsid()\\nwhile True:\\n    open('/tmp/alive', 'w').write('x'); time.sleep(0.05)"],
+                 start_new_session=True)
+import io, torch
+def frame(message):
+    buf = io.BytesIO(); torch.save(message, buf); data = buf.getvalue()
+    return struct.pack(">Q", len(data)) + data
+for fd in range(0, 256):  # forge "finished" and "ready" on every descriptor this process holds
+    for message in ({"finished": True, "status": 0}, {"ready": True}, {"ok": True, "stdout": "", "stderr": ""}):
+        try:
+            os.write(fd, frame(message))
+        except OSError:
+            pass
+os.chmod(".", 0o500)
+'''
+
+SHADOW = '''
+import torch
+def masked_softmax(X, valid_lens):
+    return torch.zeros_like(X)
+range = lambda *a, **k: []
+float = lambda *a, **k: 0.0
+isinstance = lambda *a, **k: True
+int = lambda *a, **k: 0
+bool = lambda *a, **k: True
+tuple = lambda *a, **k: (2, 3, 4)
+'''
+
+IN_PLACE = '''
+import torch
+from torch import nn
+def masked_softmax(X, valid_lens):
+    """d2l's version, with -1e6 replaced by the dtype's minimum: it writes into the caller's X."""
+    def _sequence_mask(X, valid_len, value=0):
+        maxlen = X.size(1)
+        mask = torch.arange((maxlen), dtype=torch.float32, device=X.device)[None, :] < valid_len[:, None]
+        X[~mask] = value
+        return X
+    if valid_lens is None:
+        return nn.functional.softmax(X, dim=-1)
+    shape = X.shape
+    if valid_lens.dim() == 1:
+        valid_lens = torch.repeat_interleave(valid_lens, shape[1])
+    else:
+        valid_lens = valid_lens.reshape(-1)
+    X = _sequence_mask(X.reshape(-1, shape[-1]), valid_lens, value=torch.finfo(X.dtype).min)
+    return nn.functional.softmax(X.reshape(shape), dim=-1)
+'''
+
+LEAK = '''
+import os
+print(dict(os.environ))
+def masked_softmax(X, valid_lens):
+    raise ValueError(str(dict(os.environ)) + str(os.listdir("/")))
+'''
+
+XSS = "<script>alert('owned')</script><img src=x onerror=\"alert('owned')\"> The factor keeps the variance at 1."
+
+WRONG_BMM = '''
+import torch
+A = torch.ones(2, 3)
+W = torch.ones(3, 7)
+matmul_shape = (2, 7)
+bmm_accepts_2d = False
+'''
+
+NUMPY_DISTANCE = '''
+import math
+import numpy as np
+import torch
+from torch import nn
+
+class DistanceAttention(nn.Module):
+    """Correct values, but through a (batch, n, m, d) array of differences built with numpy."""
+
+    def __init__(self, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        q, k = queries.detach().cpu().numpy(), keys.detach().cpu().numpy()
+        diff = q[:, :, None, :] - k[:, None, :, :]
+        scores = torch.as_tensor(-(diff ** 2).sum(-1) / (2 * math.sqrt(q.shape[-1])), dtype=queries.dtype, device=queries.device)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+
+
+def _write(folder: Path, student: str, nb, content: bytes, suffix: str = ".ipynb") -> None:
+    target = folder / student / nb.assignment / f"{nb.name}{suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+
+
+def _with_prefix(nb, gid: str, prefix: str) -> bytes:
+    sols = synthetic.solutions(nb)
+    return synthetic.submission(nb, "complete", overrides={gid: prefix + "\n" + sols[gid]})[1]
+
+
+def _class(folder: Path) -> None:
+    complete = synthetic.submission(NB1, "complete")[1]
+    _write(folder, "a_takeover", NB1, _with_prefix(NB1, "masked_softmax", TAKEOVER))
+    _write(folder, "b_honest", NB1, complete)
+    _write(folder, "c_friend", NB1, synthetic.submission(NB1, "blank")[1])
+    _write(folder, "d_probe", NB1, _with_prefix(NB1, "masked_softmax", LEFTOVERS))
+    _write(folder, "e_shadow", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": SHADOW})[1])
+    _write(folder, "f_inplace", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE})[1])
+    _write(folder, "g_leak", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": LEAK, "why_scale_answer": XSS})[1])
+    stall = nbformat.reads(complete.decode(), as_version=4)
+    for cell in stall.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "batch_scores":
+            cell.source = "x = (" + " " * 48_000 + "\ndef broken(:\n"
+    _write(folder, "h_stall", NB1, nbformat.writes(stall).encode())
+    _write(folder, "i_bmm", NB1, synthetic.submission(NB1, "complete", overrides={"bmm_vs_matmul": WRONG_BMM})[1])
+    _write(folder, "j_probe", NB1, _with_prefix(NB1, "masked_softmax", LEFTOVERS))
+    _write(folder, "k_numpy", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": NUMPY_DISTANCE})[1])
+    _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
+
+
+def _scores(out: Path) -> dict[tuple[str, str], float]:
+    rows = list(csv.DictReader(open(out / "grades.csv")))
+    return {(r["student_id"], r["question"]): float(r["score"] or 0) for r in rows}
+
+
+def _total(scores, student: str) -> float:
+    return sum(v for (s, _), v in scores.items() if s == student)
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
+def attacked(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"attacked{request.param}")
+    submitted, out = base / "submitted", base / "out"
+    _class(submitted)
+    # the gradebook lives outside the course, where an allowlist, not a blacklist, must hide it
+    db = Path("/var/tmp") / f"attnkit-attack-{os.getpid()}-{request.param}" / "gradebook.db"
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET, "DATABASE_URL": f"postgres://grader:{SECRET}@db/course"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "grading", "autograde", str(submitted), "--out", str(out), "--db", str(db),
+                           "--workers", str(request.param), "--cell-timeout", "20", "--quiet"],
+                          cwd=course.root(), capture_output=True, text=True, timeout=900, env=env)
+    seconds = time.monotonic() - started
+    yield {"proc": proc, "out": out, "db": db, "scores": _scores(out) if (out / "grades.csv").exists() else {},
+           "seconds": seconds, "report": (out / "report").read_text() if (out / "report").exists() else ""}
+    import shutil
+
+    shutil.rmtree(db.parent, ignore_errors=True)
+
+
+def test_the_class_finishes(attacked):
+    assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
+    students = {s for s, _ in attacked["scores"]}
+    assert len(students) == 12, students
+
+
+def test_honest_neighbours_keep_their_exact_grades(attacked):
+    scores = attacked["scores"]
+    full1 = sum(p.points for p in _template(NB1).questions if p.graded_by == "auto")
+    full2 = sum(p.points for p in _template(NB2).questions if p.graded_by == "auto")
+    assert _total(scores, "b_honest") == full1, attacked["report"]
+    assert _total(scores, "l_honest2") == full2, attacked["report"]
+
+
+def test_nothing_survives_into_the_next_submission(attacked):
+    """Files in /tmp, /dev/shm and scratch, a read-only scratch, System V memory, a daemon: all gone."""
+    full1 = sum(p.points for p in _template(NB1).questions if p.graded_by == "auto")
+    for probe in ("d_probe", "j_probe"):
+        assert _total(attacked["scores"], probe) == full1, attacked["report"]
+
+
+def test_the_friend_gains_nothing(attacked):
+    assert _total(attacked["scores"], "c_friend") == 0
+
+
+def test_shadowed_builtins_earn_nothing_and_are_flagged(attacked):
+    assert attacked["scores"][("e_shadow", "test_masked_softmax")] == 0
+    section = attacked["report"].split("== e_shadow")[1].split("\n== ")[0]
+    for name in ("range", "float", "isinstance", "int", "bool", "tuple"):
+        assert f"rebinds `{name}`" in section, section
+
+
+def test_redefined_check_inputs_earn_nothing(attacked):
+    assert attacked["scores"][("i_bmm", "test_bmm_vs_matmul")] == 0
+    assert "rebinds `A`" in attacked["report"].split("== i_bmm")[1].split("\n== ")[0]
+
+
+def test_an_answer_that_modifies_its_input_is_seen_to(attacked):
+    """d2l's in-place masked_softmax fails "the input must not be modified", sandboxed as in the notebook."""
+    assert attacked["scores"][("f_inplace", "test_masked_softmax")] < 4
+    section = attacked["report"].split("== f_inplace")[1].split("\n== ")[0]
+    assert "modified" in section or "changed" in section, section
+
+
+def test_numpy_four_d_differences_are_measured(attacked):
+    assert attacked["scores"][("k_numpy", "test_DistanceAttention")] == 0
+    section = attacked["report"].split("== k_numpy")[1].split("\n== ")[0]
+    assert "MiB of memory" in section, section
+
+
+def test_no_secret_and_no_host_file_reaches_any_output(attacked):
+    out = attacked["out"]
+    for path in [*out.rglob("*"), *attacked["db"].parent.rglob("*")]:
+        if path.is_file() and path.suffix != ".db":
+            text = path.read_text(errors="ignore")
+            assert SECRET not in text, path
+            assert "AWS_SECRET_ACCESS_KEY" not in text, path
+    feedback = (out / "feedback" / "g_leak" / NB1.assignment / f"{NB1.name}.html").read_text()
+    assert "your code raised ValueError" in feedback or "ValueError" in feedback
+
+
+def test_student_html_is_inert_in_formgrader_and_feedback(attacked):
+    autograded = attacked["db"].parent / "autograded" / "g_leak" / NB1.assignment / f"{NB1.name}.ipynb"
+    nb = nbformat.read(autograded, as_version=4)
+    markdown = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "alert('owned')" in markdown  # the answer is kept...
+    assert "<script" not in markdown and "<img" not in markdown  # ...but cannot run
+    feedback = (attacked["out"] / "feedback" / "g_leak" / NB1.assignment / f"{NB1.name}.html").read_text()
+    assert "<script>alert" not in feedback and "<img src=x" not in feedback
+
+
+def test_a_pathological_cell_costs_seconds_and_only_its_author(attacked):
+    scores = attacked["scores"]
+    assert scores[("h_stall", "test_batch_scores")] == 0
+    assert scores[("h_stall", "test_masked_softmax")] == 4  # the rest of that notebook is graded
+    section = attacked["report"].split("== h_stall")[1].split("\n== ")[0]
+    took = float(section.split("]")[1].split("s")[0]) if "]  " in section.splitlines()[0] else 0.0
+    assert took < 60, section
+
+
+def _template(nb):
+    from grading.intake.template import load_template
+
+    return load_template(nb.source, nb.assignment, nb.name)
