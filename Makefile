@@ -14,15 +14,17 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 	&& echo $$p && break; done)
 export MPLBACKEND ?= Agg
 
-.PHONY: help venv demo test test-browser release execute grade collect export bench clean
+.PHONY: help venv system-packages demo test test-fast lint test-browser release execute grade collect export bench clean
 help:
 	@echo "make demo     build the student notebooks, run the solutions, report (the main job)"
-	@echo "make test     run the test suite"
+	@echo "make test     lint, then the whole test suite (installs bubblewrap and chromium when it can)"
+	@echo "make test-fast  the inner loop: everything but the real-browser and whole-class tests"
+	@echo "make lint     ruff over grading/, helpers/ and tests/"
 	@echo "make test-browser  only the real-browser test (JupyterLab + headless Chromium)"
 	@echo "make release  regenerate notebooks/ from solutions/ with nbgrader"
 	@echo "make execute  execute every solution notebook headlessly and report"
-	@echo "make collect DOWNLOAD=lms.zip        sort an LMS download into grading/submitted/"
-	@echo "make grade [SUBMITTED=.. OUT=.. WORKERS=N]  autograde a class (default grading/submitted)"
+	@echo "make collect DOWNLOAD=lms.zip        sort an LMS download into submitted/"
+	@echo "make grade [SUBMITTED=.. OUT=.. WORKERS=N]  autograde a class (default submitted/ into results/)"
 	@echo "make export FILE=final_grades.csv     the final table, manual grades included"
 	@echo "make bench    plain nbgrader vs this pipeline on a synthetic class (40 students; several minutes)"
 	@echo "make clean    remove generated grading output (keeps .venv)"
@@ -37,6 +39,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "$(NO_DEPS)"
 	touch $(STAMP)
 
+# System packages the sandbox (bubblewrap) and the real-browser test (chromium) need: installed with the
+# system's package manager when we are root or have passwordless sudo; otherwise one command to run.
+system-packages:
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ "$(NEED_BROWSER)" = 0 ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+	  if command -v apt-get >/dev/null 2>&1; then cmd="apt-get"; elif command -v dnf >/dev/null 2>&1; then cmd="dnf"; else cmd=""; fi; \
+	  if [ "$$sudo" = none ] || [ -z "$$cmd" ]; then \
+	    echo "error: missing system packages:$$missing"; \
+	    echo "run: sudo $${cmd:-apt-get} install -y$$missing   (then make $(MAKECMDGOALS) again)"; exit 1; fi; \
+	  echo ">> installing system packages:$$missing"; \
+	  if [ "$$cmd" = apt-get ]; then $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	  else $$sudo dnf install -y -q $$missing; fi; \
+	fi
+
 release: $(STAMP)
 	$(BIN)/python -m grading release
 
@@ -44,20 +63,27 @@ execute: $(STAMP)
 	$(BIN)/python -m grading execute
 
 demo: $(STAMP)
+	@$(MAKE) --no-print-directory system-packages NEED_BROWSER=0
 	$(BIN)/python -m grading demo
 
-test: $(STAMP)
+test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check grading helpers tests
 
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest tests/test_browser.py
 
 collect: $(STAMP)
 	@test -n "$(DOWNLOAD)" || { echo "usage: make collect DOWNLOAD=path/to/lms-download(.zip)"; exit 2; }
-	$(BIN)/python -m grading collect "$(DOWNLOAD)" --into grading/submitted
+	$(BIN)/python -m grading collect "$(DOWNLOAD)" --into submitted
 
 grade: $(STAMP)
-	$(BIN)/python -m grading autograde $(or $(SUBMITTED),grading/submitted) --out $(or $(OUT),grading/results) $(if $(WORKERS),--workers $(WORKERS))
+	$(BIN)/python -m grading autograde $(or $(SUBMITTED),submitted) --out $(or $(OUT),results) $(if $(WORKERS),--workers $(WORKERS))
 
 export: $(STAMP)
 	$(BIN)/python -m grading export --out $(or $(FILE),final_grades.csv)
@@ -66,4 +92,4 @@ bench: $(STAMP)
 	$(BIN)/python -m grading bench $(if $(STUDENTS),--students $(STUDENTS)) $(if $(WORKERS),--workers $(WORKERS))
 
 clean:
-	rm -rf grading/gradebook.db grading/submitted grading/autograded grading/feedback grading/results demo-output
+	rm -rf gradebook.db submitted autograded feedback results demo-output

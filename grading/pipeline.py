@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 
 from grading import course
-from grading.execution import pool
+from grading import workers as pool
 from grading.execution.sandbox import enforced_limits
 from grading.intake.discover import Discovery, Missing, discover
 from grading.intake.template import load_template

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from grading import course
-from grading.tools import synthetic
-from grading.reporting.table import HEADER
 from grading.intake.template import load_template
+from grading.reporting.table import HEADER
+from grading.tools import synthetic
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from grading import course
-from grading.tools import synthetic
 from grading.pipeline import autograde_class
+from grading.tools import synthetic
 
 NB1 = next(nb for nb in course.notebooks() if nb.assignment == "01_scoring_functions")
 WRONG = {"masked_softmax": "def masked_softmax(X, valid_lens):\n    return torch.softmax(X, dim=-1)\n"}

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from grading import course
-from grading.tools import synthetic
+from grading.execution.engine import close_runners, scan_for_tampering
 from grading.model import GradeTask
 from grading.options import GradeOptions
 from grading.submission import grade_submission
-from grading.execution.engine import close_runners, scan_for_tampering
+from grading.tools import synthetic
 
 NB = next(nb for nb in course.notebooks() if nb.assignment == "01_scoring_functions")
 FULL = {"test_masked_softmax": 4, "test_batch_scores": 2, "test_bmm_vs_matmul": 1,

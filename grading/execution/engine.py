@@ -37,7 +37,6 @@ from IPython.core.inputtransformer2 import TransformerManager
 from grading.execution.client import (
     Budget,
     LimitExceeded,
-    RemoteObject,
     Runner,
     RunnerError,
     RunnerInterrupted,

@@ -99,8 +99,10 @@ def environment(threads: int, sandboxed: bool) -> dict[str, str]:
         "PYTHONHASHSEED": "0",
         "PYTHONNOUSERSITE": "1",
     })
-    if sandboxed:
-        env["PYTHONPATH"] = RUNNER_ROOT
+    if sandboxed:  # the runner's package, and the helpers where the grader found them (also a --target install)
+        import attnkit
+
+        env["PYTHONPATH"] = os.pathsep.join([RUNNER_ROOT, str(Path(attnkit.__file__).resolve().parent.parent)])
         env["ATTNKIT_SCRATCH"] = SCRATCH
     if threads:
         env.update({var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})

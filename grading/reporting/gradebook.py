@@ -41,6 +41,7 @@ from grading.intake.template import Template, load_template
 from grading.model import Status
 from grading.reporting.table import HEADER, fmt
 
+
 def course_db_url() -> str:
     return course.load_config().CourseDirectory.db_url
 

@@ -77,8 +77,9 @@ def isolate(scratch_bytes: int) -> list[str]:
             f.write(text)
     _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     options = f"size={scratch_bytes},mode=1777".encode()
-    for folder in ("/tmp", "/dev/shm", SCRATCH):
-        if os.path.isdir(folder) and _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
+    for folder in ("/tmp", "/dev/shm", SCRATCH):  # the scratch folder may lie in /tmp (--no-sandbox): made anew there
+        os.makedirs(folder, exist_ok=True)
+        if _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
             problems.append(f"no fresh {folder} ({os.strerror(ctypes.get_errno())})")
     return problems
 
@@ -337,6 +338,8 @@ class Zygote:
                 _, status = os.waitpid(child, 0)
                 os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
             except BaseException:
+                traceback.print_exc()
+                sys.stderr.flush()
                 os._exit(70)
         for fd in fds:
             os.close(fd)

@@ -267,8 +267,8 @@ def bench(students: int = 40, workers: int | None = None, out: Path | None = Non
         stream.write(text + "\n")
         stream.flush()
 
-    from grading.tools import synthetic
     from grading.execution.sandbox import SandboxUnavailable, check_available
+    from grading.tools import synthetic
 
     try:
         check_available()

@@ -43,8 +43,8 @@ def grade_synthetic_class(workers: int | None = None) -> int:
     print(f"   kinds: {', '.join(students.values())}")
     print("== 4. Autograde the class: python -m grading autograde demo-output/submitted --out demo-output/graded")
     sys.stdout.flush()
-    from grading.options import GradeOptions
     from grading.execution.sandbox import SandboxUnavailable, check_available
+    from grading.options import GradeOptions
 
     options = GradeOptions()
     try:
