@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COLAB = Path(__file__).resolve().parent / "colab"
 DEFAULT_RUNTIME = COLAB / "pip-freeze-2026-08-19.txt"  # Colab's default runtime (Python 3.13.15)
 CACHE = ROOT / ".colab-twin"
-RECIPE = 1  # bump when the recipe below changes
+RECIPE = 2  # bump when the recipe below changes
 
 # Installed at Colab's versions (with everything they need, also pinned by the freeze).
 STACK = [
@@ -52,6 +52,9 @@ COLAB_TORCH_REQUIRES = [
 ]
 # Built in the twin to compile attnkit from source, as Colab's pip fetches it for an isolated build.
 BUILD_BACKEND = "setuptools>=77"
+# Required by the stack at every Python, yet not in Colab (IPython imports it only if it is there).
+# (overrides, which jupyter_server needs below Python 3.12 only, stays: Colab's 3.13 has no need.)
+LEFT_OUT_BY_COLAB = {"jedi"}
 # Colab's own packages that the twin provides otherwise (linked, or the stand-in).
 NOT_FROM_THE_FREEZE = {"torch", "google-colab"}
 
@@ -184,6 +187,11 @@ def build(freeze: Path = DEFAULT_RUNTIME, python: str | None = None) -> Twin:
     c = ["-c", str(root / "constraints.txt")]
     _pip(twin_python, "install", "-q", *c, "pip", log=log)  # Colab's pip first: it installs the rest
     _pip(twin_python, "install", "-q", *c, *STACK, log=log)
+    # Colab leaves out some packages that the stack requires (jedi, which IPython 7.34 asks for but
+    # does without): so does the twin, so that a pip that wants them is seen wanting them.
+    missing_in_colab = [n for n in _versions(twin_python) if n not in freeze_pins(freeze) and n in LEFT_OUT_BY_COLAB]
+    if missing_in_colab:
+        _pip(twin_python, "uninstall", "-q", "-y", *missing_in_colab, log=log)
     site = _site_packages(twin_python)
 
     # torch: the project's, linked; described to pip as Colab's.

@@ -4,6 +4,8 @@
   declares exactly what it imports, and its wheel holds attnkit alone (no grading, no torchvision).
 * pip's own resolver, asked what installing attnkit into each Colab runtime needs (a dry run at that
   runtime's Python, with every other package pinned to Colab's version), answers: attnkit only.
+  (Interpreters of Colab's versions are used where found: ``ATTNKIT_PYTHON313``/``ATTNKIT_PYTHON312``
+  or ``python3.13``/``python3.12`` on PATH.)
 * Every ``.py`` file and every notebook code cell compiles with a Python 3.13 interpreter (Colab's
   default runtime), found as ``python3.13`` on PATH or named by ``ATTNKIT_PYTHON313``.
 """
@@ -174,9 +176,15 @@ def _stub_torch(where: Path, version: str) -> Path:
 
 def _dry_run(freeze: Path, python: str, wheel: Path, where: Path) -> dict:
     """pip's report of what ``pip install attnkit`` needs at Colab's versions (cached: it asks PyPI for
-    the metadata of Colab's ~100 relevant packages, no downloads)."""
+    the metadata of the packages involved, no downloads).
+
+    pip runs under an interpreter of the runtime's Python version where one is found (environment
+    markers are then evaluated as in Colab); otherwise under this one, with ``--python-version`` for
+    wheel tags and Requires-Python (markers are then this interpreter's)."""
     pins = colab_twin.freeze_pins(freeze)
-    digest = hashlib.sha256(freeze.read_bytes() + wheel.read_bytes() + python.encode()
+    major_minor = ".".join(python.split(".")[:2])
+    interpreter = _python(major_minor)
+    digest = hashlib.sha256(freeze.read_bytes() + wheel.read_bytes() + python.encode() + str(interpreter).encode()
                             + json.dumps(colab_twin.COLAB_TORCH_REQUIRES).encode()).hexdigest()[:16]
     cached = colab_twin.CACHE / f"dry-run-{digest}.json"
     if cached.exists():
@@ -184,9 +192,9 @@ def _dry_run(freeze: Path, python: str, wheel: Path, where: Path) -> dict:
     constraints = where / "constraints.txt"
     constraints.write_text(colab_twin.constraints(freeze) + f"torch=={pins['torch']}\n")
     report = where / "report.json"
-    major_minor = ".".join(python.split(".")[:2])
+    runner = ["--python", interpreter] if interpreter else []
     command = [
-        sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--ignore-installed", "-q",
+        sys.executable, "-m", "pip", *runner, "install", "--isolated", "--dry-run", "--ignore-installed", "-q",
         "--report", str(report), "--python-version", major_minor, "--implementation", "cp",
         "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64", "--only-binary", ":all:",
         "--target", str(where / "target"), "--find-links", str(_stub_torch(where / "stub", pins["torch"])),
@@ -196,7 +204,9 @@ def _dry_run(freeze: Path, python: str, wheel: Path, where: Path) -> dict:
     assert ran.returncode == 0, (
         f"pip cannot install attnkit at Colab's versions ({freeze.name}, Python {python}):\n{ran.stderr[-3000:]}"
     )
-    result = {i["metadata"]["name"]: i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    data = json.loads(report.read_text())
+    result = {"install": {i["metadata"]["name"]: i["metadata"]["version"] for i in data["install"]},
+              "markers_of": data["environment"]["python_full_version"]}
     colab_twin.CACHE.mkdir(exist_ok=True)
     (colab_twin.CACHE / ".gitignore").write_text("# the Colab twin's cache (tests/colab_twin.py)\n*\n")
     cached.write_text(json.dumps(result, indent=1))
@@ -208,23 +218,26 @@ def test_pip_would_install_attnkit_alone_into_colab(freeze, attnkit_wheel, tmp_p
     path = colab_twin.COLAB / freeze
     pins = colab_twin.freeze_pins(path)
     resolved = _dry_run(path, RUNTIMES[freeze], attnkit_wheel, tmp_path)
-    needs = {colab_twin.canonical(n): v for n, v in resolved.items()}
+    needs = {colab_twin.canonical(n): v for n, v in resolved["install"].items()}
     new = {n: v for n, v in needs.items() if pins.get(n) != v}
     out = ROOT / "test-artifacts" / "colab-twin"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"pip-would-install-{freeze.removesuffix('.txt')}.json").write_text(json.dumps(
-        {"python": RUNTIMES[freeze], "would_install_or_change": new, "already_there": len(needs) - len(new)}, indent=1))
+        {"python": RUNTIMES[freeze], "markers_evaluated_for_python": resolved["markers_of"],
+         "would_install_or_change": new, "already_there": len(needs) - len(new)}, indent=1))
     assert new == {"attnkit": _helpers_project()["version"]}, (
         f"installing attnkit into Colab ({freeze}) would install or change more than attnkit: {new}"
     )
 
 
 # --------------------------------------------------------------------------- Python 3.13
-def _python_313() -> str | None:
-    for candidate in filter(None, [os.environ.get("ATTNKIT_PYTHON313"), shutil.which("python3.13")]):
-        ran = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13))"],
+def _python(version: str) -> str | None:
+    """An interpreter of ``version`` ("3.13"): named by ATTNKIT_PYTHON313 (for 3.13), else pythonX.Y on PATH."""
+    override = os.environ.get("ATTNKIT_PYTHON" + version.replace(".", ""))
+    for candidate in filter(None, [override, shutil.which(f"python{version}")]):
+        ran = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True)
-        if ran.returncode == 0 and ran.stdout.strip() == "True":
+        if ran.returncode == 0 and ran.stdout.strip() == version:
             return candidate
     return None
 
@@ -244,7 +257,7 @@ def _sources() -> dict[str, str]:
 
 
 def test_every_py_file_and_notebook_cell_compiles_with_python_3_13():
-    python = _python_313()
+    python = _python("3.13")
     if python is None:
         pytest.skip("no Python 3.13 here: put python3.13 on PATH or set ATTNKIT_PYTHON313=/path/to/python3.13")
     sources = _sources()
