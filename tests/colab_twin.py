@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COLAB = Path(__file__).resolve().parent / "colab"
 DEFAULT_RUNTIME = COLAB / "pip-freeze-2026-08-19.txt"  # Colab's default runtime (Python 3.13.15)
 CACHE = ROOT / ".colab-twin"
-RECIPE = 2  # bump when the recipe below changes
+RECIPE = 3  # bump when the recipe below changes
 
 # Installed at Colab's versions (with everything they need, also pinned by the freeze).
 STACK = [
@@ -179,6 +179,9 @@ def build(freeze: Path = DEFAULT_RUNTIME, python: str | None = None) -> Twin:
         return Twin(root, twin_python, _site_packages(twin_python), root / "wheelhouse", pins, freeze)
     CACHE.mkdir(exist_ok=True)
     (CACHE / ".gitignore").write_text("# the Colab twin's cache (tests/colab_twin.py)\n*\n")
+    for old in CACHE.iterdir():  # twins of an older freeze, recipe or interpreter
+        if old.is_dir() and (old / "venv").exists():
+            shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     log = root / "build.log"
@@ -198,7 +201,8 @@ def build(freeze: Path = DEFAULT_RUNTIME, python: str | None = None) -> Twin:
     source = _torch_source()
     links = root / "torch-link"
     links.mkdir()
-    linked = [p for p in ("torch", "torchgen", "functorch") if (source / p).exists()]
+    # torch's code, and where a CUDA build keeps the libraries it loads (found next to torch/)
+    linked = [p for p in ("torch", "torchgen", "functorch", "nvidia", "triton", "cuda") if (source / p).exists()]
     for name in linked:
         (links / name).symlink_to(source / name)
     _write_dist_info(links, "torch", pins["torch"], COLAB_TORCH_REQUIRES, [f"{n}/__init__.py" for n in linked])

@@ -184,7 +184,8 @@ def _dry_run(freeze: Path, python: str, wheel: Path, where: Path) -> dict:
     pins = colab_twin.freeze_pins(freeze)
     major_minor = ".".join(python.split(".")[:2])
     interpreter = _python(major_minor)
-    digest = hashlib.sha256(freeze.read_bytes() + wheel.read_bytes() + python.encode() + str(interpreter).encode()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("/METADATA")))
+    digest = hashlib.sha256(freeze.read_bytes() + metadata + python.encode() + str(interpreter).encode()
                             + json.dumps(colab_twin.COLAB_TORCH_REQUIRES).encode()).hexdigest()[:16]
     cached = colab_twin.CACHE / f"dry-run-{digest}.json"
     if cached.exists():

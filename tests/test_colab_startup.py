@@ -129,15 +129,18 @@ def _startup_only(path: Path) -> str:
     return _startup_block(source)
 
 
-def test_a_failed_install_says_what_happened_and_what_to_do(tmp_path):
+@pytest.mark.parametrize("colab", ["imported", "importable"])
+def test_a_failed_install_says_what_happened_and_what_to_do(tmp_path, colab):
     """pip fails (here: no such package, no index; in Colab: no network, a wrong fork): the cell stops with
-    a message in words, not with ModuleNotFoundError on the next line."""
+    a message in words, not with ModuleNotFoundError on the next line.  The install (ATTNKIT_INSTALL's
+    requirement) is tried where google.colab is imported, as in Colab, and wherever it is importable."""
     stand_in = tmp_path / "stand-in" / "google" / "colab"
     stand_in.mkdir(parents=True)
     (stand_in / "__init__.py").write_text("")
     program = (
         "import sys\n"
-        "import google.colab  # Colab imports it at kernel start\n"
+        + ("import google.colab  # Colab imports it at kernel start\n" if colab == "imported" else "")
+        + 
         "sys.modules['attnkit'] = None  # hide this checkout's attnkit: find_spec('attnkit') is then None\n"
         + _startup_only(ALL[0])
         + "\nimport attnkit\n"
