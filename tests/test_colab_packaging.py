@@ -282,3 +282,9 @@ def test_every_py_file_and_notebook_cell_compiles_with_python_3_13():
 
 def test_this_interpreter_is_supported():
     assert (3, 10) <= sys.version_info[:2] <= (3, 13), sysconfig.get_python_version()
+
+
+def test_attnkit_reports_the_version_it_is_installed_as():
+    import attnkit
+
+    assert attnkit.__version__ == _helpers_project()["version"], "helpers/__init__.py and helpers/pyproject.toml"
