@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 # d2l 1.0.3 pins ancient numpy/matplotlib/pandas: installed without its dependencies.
 # Keep in sync with pyproject.toml [tool.attention-course-kit] and environment.yml.
 NO_DEPS := d2l==1.0.3
-# The first interpreter in 3.10-3.12 found on PATH (override: make PYTHON=/path/to/python3.11).
-PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null \
+# The first interpreter in 3.10-3.13 found on PATH that runs, python3 first (override: make PYTHON=/path/to/python3.11).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11 python3.10; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null \
 	&& echo $$p && break; done)
 export MPLBACKEND ?= Agg
 
@@ -30,12 +30,12 @@ help:
 	@echo "make clean    remove generated grading output (keeps .venv)"
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" || { echo "error: no Python 3.10-3.12 found on PATH; set PYTHON=/path/to/python3.11"; exit 1; }
+$(STAMP): pyproject.toml helpers/pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.10-3.13 found on PATH; set PYTHON=/path/to/python3.11"; exit 1; }
 	@echo ">> creating $(VENV) with $(PYTHON) and installing the project (first run only)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ./helpers -e ".[dev]"  # attnkit (the student package) and the instructor's project
 	$(BIN)/python -m pip install -q --no-deps "$(NO_DEPS)"
 	touch $(STAMP)
 

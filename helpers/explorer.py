@@ -39,6 +39,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from attnkit import frontend
+
 __all__ = [
     "DEFAULT_KEYS",
     "QUERY_PRESETS",
@@ -363,7 +365,13 @@ def draw_comparison(state: ExplorerState, keys: Any = None, values: Any = None, 
 # --------------------------------------------------------------------------- widgets
 
 
+WIDGETS_MISSING = ("the live explorer needs ipywidgets (7.7 or 8): pip install 'ipywidgets>=7.7,<9' "
+                   "(or call explore(interactive=False) for a static figure)")
+
+
 def _import_widgets():
+    """ipywidgets, or None.  Every widget below exists with the same options in ipywidgets 7.7 (Colab)
+    and 8 (JupyterLab 4)."""
     try:
         import ipywidgets
     except ImportError:
@@ -378,12 +386,15 @@ def use_widgets(interactive: bool | None = None) -> bool:
     ``ATTNKIT_WIDGETS=0``, when ``NBGRADER_EXECUTION`` is set (grading), when ipywidgets is
     missing, or outside a Jupyter kernel (plain Python, terminal IPython, tests).  In a
     kernel without a front end (nbconvert, nbclient) the widget is chosen, and its output
-    carries a PNG of the figure that static viewers show instead.
+    carries a PNG of the figure that static viewers show instead.  Choosing the widget also
+    gets the front end ready for it (:func:`attnkit.frontend.prepare`), so any notebook that
+    asks this before building widgets gets them rendered in Colab too.
     """
     if interactive is not None:
         if interactive and _import_widgets() is None:
-            raise ImportError("the live explorer needs ipywidgets 8: pip install 'ipywidgets>=8,<9' "
-                              "(or call explore(interactive=False) for a static figure)")
+            raise ImportError(WIDGETS_MISSING)
+        if interactive:
+            frontend.prepare()
         return bool(interactive)
     if os.environ.get("ATTNKIT_WIDGETS", "").strip().lower() in {"0", "false", "no", "off"}:
         return False
@@ -396,7 +407,10 @@ def use_widgets(interactive: bool | None = None) -> bool:
     except ImportError:  # pragma: no cover - ipykernel brings IPython
         return False
     shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    frontend.prepare()  # Colab with ipywidgets 8: its custom widget manager; elsewhere nothing
+    return True
 
 
 class AttentionExplorer:
@@ -412,7 +426,8 @@ class AttentionExplorer:
                  large_scale: float = 20.0, small_scale: float = 0.01):
         widgets = _import_widgets()
         if widgets is None:
-            raise ImportError("AttentionExplorer needs ipywidgets 8: pip install 'ipywidgets>=8,<9'")
+            raise ImportError(WIDGETS_MISSING)
+        frontend.prepare()
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; choose one of {list(VIEWS)}")
         self._keys, self._values = _keys_values(keys, values)
@@ -529,7 +544,7 @@ class AttentionExplorer:
     def _repr_mimebundle_(self, **kwargs):
         if hasattr(self.widget, "_repr_mimebundle_"):
             bundle = self.widget._repr_mimebundle_(**kwargs)
-        else:  # ipywidgets 7 (still preinstalled in some hosted runtimes) displays itself differently
+        else:  # ipywidgets 7 (Colab's) displays itself through _ipython_display_: the same view
             bundle = {"application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}}
         if isinstance(bundle, tuple):  # (data, metadata)

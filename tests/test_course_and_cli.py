@@ -59,6 +59,9 @@ def test_console_script_from_a_normal_install_grades_the_course_it_is_run_in(ins
     which = subprocess.run([sys.executable, "-c", "import grading; print(grading.__file__)"], cwd=here, env=env,
                            capture_output=True, text=True, check=True)
     assert which.stdout.startswith(str(installed / "site")), which.stdout
+    shipped = {p.parent.name for p in (installed / "site" / "grading").rglob("__init__.py")}
+    local = {p.parent.name for p in (ROOT / "grading").rglob("__init__.py")}
+    assert shipped == local, f"the wheel lacks {sorted(local - shipped)}"
     script = installed / "site" / "bin" / "attention-grade"
     proc = subprocess.run([sys.executable, str(script), "autograde", "submitted", "--out", "results", "--workers", "1", "--quiet"],
                           cwd=here, env=env, capture_output=True, text=True, timeout=600)
