@@ -18,7 +18,7 @@ from notebook_inventory import ROOT, every_notebook, read, rel
 HELPERS = sorted((ROOT / "helpers").glob("*.py"))
 CUDA_CALL = re.compile(r"\.cuda\s*\(")
 FIXED_CPU = re.compile(r"""device\s*=\s*["']cpu["']|torch\.device\(\s*["']cpu["']\s*\)""")
-ALLOWED_FIXED_CPU = {ROOT / "helpers" / "setup.py"}  # get_device()'s last resort
+ALLOWED_FIXED_CPU = {ROOT / "helpers" / "device.py"}  # get_device()'s last resort
 _python = TransformerManager().transform_cell
 
 
