@@ -302,28 +302,28 @@ def test_answer_cells_keep_their_names_in_the_student_version():
 # --------------------------------------------------------------------------- every wrong answer, for the catch share
 
 WRONG_ANSWERS = (
-    [("masked_softmax", "test_masked_softmax", name,
+    [("masked_softmax", "test_masked_softmax", f"masked_softmax: {name}",
       {"masked_softmax": MASKED_SOFTMAX_HEAD + textwrap.indent(code(src), "    ")})
      for name, src in WRONG_MASKED_SOFTMAX.items()]
-    + [("batch_scores", "test_batch_scores", name, {"batch_scores": batch_scores(src)})
+    + [("batch_scores", "test_batch_scores", f"batch_scores: {name}", {"batch_scores": batch_scores(src)})
        for name, src in WRONG_BATCH_SCORES.items()]
-    + [("bmm_vs_matmul", "test_bmm_vs_matmul", answer.replace("\n", "; "), {"bmm_vs_matmul": answer})
+    + [("bmm_vs_matmul", "test_bmm_vs_matmul", "bmm quiz: " + answer.replace("\n", "; "), {"bmm_vs_matmul": answer})
        for answer in ["matmul_shape = (2, 3, 4)\nbmm_accepts_2d = False", "matmul_shape = (2, 3, 5)\nbmm_accepts_2d = True",
                       "matmul_shape = [2, 3, 5]\nbmm_accepts_2d = False", "matmul_shape = (2, 5, 3)\nbmm_accepts_2d = 'no'"]]
-    + [("DotProductAttention", "test_DotProductAttention", name, {"DotProductAttention": dot_attention(src)})
+    + [("DotProductAttention", "test_DotProductAttention", f"DotProductAttention: {name}", {"DotProductAttention": dot_attention(src)})
        for name, src in WRONG_DOT.items()]
-    + [("AdditiveAttention", "test_AdditiveAttention", name, {"AdditiveAttention": src})
+    + [("AdditiveAttention", "test_AdditiveAttention", f"AdditiveAttention: {name}", {"AdditiveAttention": src})
        for name, src in WRONG_ADDITIVE.items()]
 )
 #: wrong answers that only the hidden tests catch, and why a visible check does not
 HIDDEN_ON_PURPOSE = {
-    "matmul_shape = (2, 3, 4); bmm_accepts_2d = False": "checking the value visibly would give the quiz's answer away",
-    "matmul_shape = (2, 3, 5); bmm_accepts_2d = True": "checking the value visibly would give the quiz's answer away",
+    "bmm quiz: matmul_shape = (2, 3, 4); bmm_accepts_2d = False": "checking the value visibly would give the quiz's answer away",
+    "bmm quiz: matmul_shape = (2, 3, 5); bmm_accepts_2d = True": "checking the value visibly would give the quiz's answer away",
 }
 
 
 @pytest.mark.parametrize(("answer", "check", "label", "replace"), WRONG_ANSWERS, ids=[w[2] for w in WRONG_ANSWERS])
-def test_masked_softmax_messages_name_the_mistake(nb, answer, check, label, replace):
+def test_visible_messages_name_the_mistake(nb, answer, check, label, replace):
     """Messages in words: a typical mistake is named, the failing case too; no reference tensor is printed."""
     verdict = check_verdict(nb, replace, check, visible_only=True)
     if label in HIDDEN_ON_PURPOSE:
@@ -331,15 +331,15 @@ def test_masked_softmax_messages_name_the_mistake(nb, answer, check, label, repl
         return
     assert verdict is not None and "tensor(" not in verdict
     expected_words = {
-        "fixed -1e6 fill: -inf in float16, NaN for a valid length of 0": "does not fit in float16",
-        "softmax over the queries axis": "softmax over the queries axis",
-        "1-D mask on the queries axis (the hint without the query axis)": "(batch, 1, keys)",
-        "book style, in place with -1e6": "leave its input unchanged",
-        "no scale": "1/sqrt(d) factor is missing",
-        "divides by d": "divided by d, not by sqrt(d)",
-        "stores weights after dropout": "store them before dropout",
-        "relu instead of tanh": "relu instead of tanh",
-        "tanh applied after w_v": "tanh applied after w_v",
+        "masked_softmax: fixed -1e6 fill: -inf in float16, NaN for a valid length of 0": "does not fit in float16",
+        "masked_softmax: softmax over the queries axis": "softmax over the queries axis",
+        "masked_softmax: 1-D mask on the queries axis (the hint without the query axis)": "(batch, 1, keys)",
+        "masked_softmax: book style, in place with -1e6": "leave its input unchanged",
+        "DotProductAttention: no scale": "1/sqrt(d) factor is missing",
+        "DotProductAttention: divides by d": "divided by d, not by sqrt(d)",
+        "DotProductAttention: stores weights after dropout": "store them before dropout",
+        "AdditiveAttention: relu instead of tanh": "relu instead of tanh",
+        "AdditiveAttention: tanh applied after w_v": "tanh applied after w_v",
     }
     if label in expected_words:
         assert expected_words[label] in verdict, verdict
