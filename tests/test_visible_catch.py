@@ -17,6 +17,8 @@ import test_notebook02 as nb02
 import test_notebook03 as nb03
 from harness import check_verdict, load
 
+pytestmark = pytest.mark.slow  # runs every wrong answer twice (about two minutes)
+
 MODULES = {
     "solutions/01_scoring_functions/scoring_functions.ipynb": nb01,
     "solutions/02_scoring_exercises/scoring_exercises.ipynb": nb02,
