@@ -52,10 +52,11 @@ def check_finite(x: object, name: str = "output") -> None:
     if bool(bad.any()):
         n_nan = int(torch.isnan(t).sum())
         n_inf = int(bad.sum()) - n_nan
-        raise AssertionError(
-            f"{name}: expected only finite numbers, got {n_nan} NaN and {n_inf} infinite entries "
-            f"(a row with every key masked, or an overflow in a low-precision dtype?)"
-        )
+        hint = "(a row with every key masked, or an overflow in a low-precision dtype?)"
+        if t.dtype in (torch.float16, torch.bfloat16):
+            hint = (f"(in {str(t.dtype).replace('torch.', '')} a fill value such as -1e6 becomes -inf, and a row with "
+                    "every key masked then gives NaN: fill with torch.finfo(X.dtype).min)")
+        raise AssertionError(f"{name}: expected only finite numbers, got {n_nan} NaN and {n_inf} infinite entries {hint}")
 
 
 def check_rows_sum_to_one(weights: object, atol: float = 1e-5, name: str = "attention weights") -> None:

@@ -61,6 +61,21 @@ WRONG_MASKED_SOFTMAX = {
         keep = torch.arange(X.shape[-1], device=X.device) < valid_lens.to(X.device)[:, None, None]
         return torch.softmax(X.masked_fill(~keep, torch.finfo(X.dtype).min), dim=-1).masked_fill(~keep, 0)
     """,
+    "d2l's masked_softmax, called as is (in place, -1e6)": """
+        from d2l import torch as d2l_book
+        return d2l_book.masked_softmax(X, valid_lens)
+    """,
+    "d2l's algorithm on a copy (-1e6 fill)": """
+        if valid_lens is None:
+            return torch.softmax(X, dim=-1)
+        shape = X.shape
+        lens = valid_lens.to(X.device)
+        lens = torch.repeat_interleave(lens, shape[1]) if lens.dim() == 1 else lens.reshape(-1)
+        flat = X.reshape(-1, shape[-1]).clone()
+        mask = torch.arange(shape[-1], device=X.device)[None, :] < lens[:, None]
+        flat[~mask] = -1e6
+        return torch.softmax(flat.reshape(shape), dim=-1)
+    """,
     "softmax over the queries axis": """
         if valid_lens is None:
             return torch.softmax(X, dim=1)
@@ -333,6 +348,8 @@ def test_visible_messages_name_the_mistake(nb, answer, check, label, replace):
     expected_words = {
         "masked_softmax: fixed -1e6 fill: -inf in float16, NaN for a valid length of 0": "does not fit in float16",
         "masked_softmax: softmax over the queries axis": "softmax over the queries axis",
+        "masked_softmax: d2l's algorithm on a copy (-1e6 fill)": "torch.finfo(X.dtype).min",
+        "masked_softmax: d2l's masked_softmax, called as is (in place, -1e6)": "leave its input unchanged",
         "masked_softmax: 1-D mask on the queries axis (the hint without the query axis)": "(batch, 1, keys)",
         "masked_softmax: book style, in place with -1e6": "leave its input unchanged",
         "DotProductAttention: no scale": "1/sqrt(d) factor is missing",
