@@ -53,6 +53,21 @@ def _scaled_variance_near_1(ns):
     assert all(0.9 <= s <= 1.1 for s in ns["scaled_var"]), ns["scaled_var"]
 
 
+def _large_scores_one_hot_small_gradients(ns):
+    torch.manual_seed(0)
+    d, m = 512, 10
+    q, keys = torch.randn(200, 1, d), torch.randn(200, m, d)
+    raw = (q @ keys.transpose(1, 2))[:, 0]  # (200, m): standard deviation about sqrt(512) = 22.6
+    assert float(raw.std()) == pytest.approx(math.sqrt(d), rel=0.1)
+    w_raw, w_scaled = torch.softmax(raw, dim=-1), torch.softmax(raw / math.sqrt(d), dim=-1)
+    assert float(w_raw.max(dim=-1).values.median()) > 0.99 > float(w_scaled.max(dim=-1).values.median())
+
+    def jacobian_norm(w):  # d softmax / d scores = diag(w) - w w^T, per row
+        return torch.linalg.matrix_norm(torch.diag_embed(w) - w[:, :, None] * w[:, None, :]).median()
+
+    assert float(jacobian_norm(w_raw)) < 0.05 < float(jacobian_norm(w_scaled))
+
+
 def _in_place_changes_the_caller(ns):
     assert not torch.equal(ns["before"], ns["scores"])
     assert torch.tensor(-1e6).half().item() == -math.inf
@@ -244,6 +259,8 @@ def _float16_overflow_at_1e5(ns):
 
 CLAIMS = {
     "nb1: unscaled variance grows like d": Claim(NB1, "close to 1 for every $d$", _variance_grows_like_d),
+    "nb1: large scores give one-hot weights and vanishing gradients": Claim(
+        NB1, "Large scores push softmax towards a one-hot vector whose gradients vanish", _large_scores_one_hot_small_gradients),
     "nb1: scaled variance stays near 1": Claim(NB1, "The scaled variance stays close to 1", _scaled_variance_near_1),
     "nb1: in place changes the caller, -1e6 overflows float16": Claim(
         NB1, "it changes the caller's tensor, and $-10^6$ does not fit in\n`float16`", _in_place_changes_the_caller),
