@@ -4,6 +4,14 @@ Every check raises ``AssertionError`` with a message of the form
 "<what>: expected ..., got ..." that explains the failure in words.  Messages
 describe *properties* of the student's tensor (its shape, its largest error);
 they never print a reference answer.
+
+Check cells group their checks into named properties with :func:`prop`::
+
+    with attnkit.prop("masked_softmax, float16 scores", answer="masked_softmax"):
+        check_finite(masked_softmax(X.half(), lens), "masked_softmax(X.half(), valid_lens)")
+
+A failure then names the property and the case; an untouched stub says "not answered yet"; a
+raw PyTorch error (a float16 overflow, shapes that do not broadcast) is explained in words.
 """
 
 from __future__ import annotations
