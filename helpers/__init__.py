@@ -7,13 +7,16 @@ modifies its inputs.
 """
 
 from attnkit.checks import (
+    check_attribute,
     check_close,
     check_device_dtype,
     check_finite,
     check_masked_zero,
     check_rows_sum_to_one,
     check_shape,
+    check_two_key_weights,
     check_unchanged,
+    prop,
     snapshot,
 )
 from attnkit.explorer import explore, selection_vs_averaging
@@ -26,6 +29,7 @@ __all__ = [
     "KEY",
     "VALUE",
     "attention",
+    "check_attribute",
     "check_close",
     "check_device_dtype",
     "check_finite",
@@ -33,10 +37,12 @@ __all__ = [
     "check_query",
     "check_rows_sum_to_one",
     "check_shape",
+    "check_two_key_weights",
     "check_unchanged",
     "explore",
     "get_device",
     "peak_memory",
+    "prop",
     "selection_vs_averaging",
     "setup",
     "show_heatmaps",

@@ -10,7 +10,7 @@ average of the values) as a star that moves while you drag a slider.
     explore(view="selection vs averaging")       # large S next to S near 0
 
 Controls: the scoring function (dot product, scaled dot product, additive with
-fixed random weights, distance-based), the query (two sliders or a preset), the
+fixed random, untrained weights, distance-based as in notebook 02), the query (two sliders or a preset), the
 scale S (softmax is taken of ``S * a(q, k)``: large S selects one key, S near 0
 averages all of them) and the valid length (keys beyond it are masked).
 
@@ -63,7 +63,7 @@ SCORING_FUNCTIONS: dict[str, str] = {
     "dot product": "a(q, k) = q·k",
     "scaled dot product": "a(q, k) = q·k / √d",
     "additive": "a(q, k) = w_vᵀ tanh(W_q q + W_k k)",
-    "distance": "a(q, k) = −½‖q − k‖²",
+    "distance": "a(q, k) = −‖q − k‖² / (2√d)",
 }
 
 #: six keys in the plane, with different directions and lengths
@@ -72,13 +72,15 @@ DEFAULT_KEYS = np.array(
     dtype=float,
 )
 
-#: query presets for the dropdown (x, y)
+#: query presets for the dropdown (x, y); tests/test_explorer.py checks what the demo notebook says of each
 QUERY_PRESETS: dict[str, tuple[float, float]] = {
     "close to key 1": (2.2, 0.5),
     "between keys 2 and 3": (0.2, 1.8),
     "near the origin": (0.1, 0.1),
     "opposite key 1": (-2.0, -0.4),
-    "far out, long query": (3.0, 3.0),
+    "short query towards key 1": (0.5, 0.1),
+    "long query towards key 1": (3.5, 0.7),  # the short one, 7 times longer
+    "long query towards key 6": (2.6, -2.2),  # key 6 wins; with a valid length of 3 it is padding
 }
 
 VIEWS = ("explore", "selection vs averaging")
@@ -115,8 +117,8 @@ def score(query: Any, key: Any, scoring: str) -> float:
         return float(q @ k / math.sqrt(q.size))
     if scoring == "additive":
         return float(_W_V @ np.tanh(_W_Q @ q + _W_K @ k))
-    if scoring == "distance":
-        return float(-0.5 * np.sum((q - k) ** 2))
+    if scoring == "distance":  # notebook 02's score: -||q - k||^2 / (2 sqrt(d))
+        return float(-np.sum((q - k) ** 2) / (2 * math.sqrt(q.size)))
     raise ValueError(f"unknown scoring function {scoring!r}; choose one of {list(SCORING_FUNCTIONS)}")
 
 
@@ -195,8 +197,12 @@ class StaticFigure(Figure):
         return figure_png(self)
 
 
-EXPLORE_SIZE = (10.5, 5.2)  # inches
-COMPARE_SIZE = (10.0, 6.6)
+# Sized for a projector: 1280 x 720 pixels at DPI, text of at least 12 points (read from the back of a hall).
+EXPLORE_SIZE = (12.8, 7.2)  # inches
+COMPARE_SIZE = (12.8, 8.0)
+DPI = 100
+FONT = 15  # axis labels, titles, key names
+SMALL = 13  # tick labels, legend, weights in the heatmap
 
 
 def new_figure(figsize: tuple[float, float] = EXPLORE_SIZE) -> StaticFigure:
@@ -206,7 +212,7 @@ def new_figure(figsize: tuple[float, float] = EXPLORE_SIZE) -> StaticFigure:
     return fig
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
@@ -241,7 +247,7 @@ def _draw_plane(ax, state: ExplorerState, k: np.ndarray, v: np.ndarray, result: 
         text = f"k{i + 1}"
         if v.ndim == 1:
             text += f" (v={v[i]:.2g})"
-        ax.annotate(text, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9,
+        ax.annotate(text, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=FONT,
                     color="black" if valid[i] else _MASKED_COLOUR)
     qx, qy = state.query
     ax.annotate("", xy=(qx, qy), xytext=(0, 0),
@@ -253,22 +259,23 @@ def _draw_plane(ax, state: ExplorerState, k: np.ndarray, v: np.ndarray, result: 
                    zorder=6, label="output Σ αᵢ vᵢ" if values_given else "output Σ αᵢ kᵢ (values = keys)")
     else:
         ax.text(0.02, 0.98, f"output Σ αᵢ vᵢ = {float(result.output):.3g}", transform=ax.transAxes,
-                va="top", fontsize=9, color=_OUTPUT_COLOUR, fontweight="bold")
+                va="top", fontsize=FONT, color=_OUTPUT_COLOUR, fontweight="bold")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.set_xlabel("dimension 1")
-    ax.set_ylabel("dimension 2")
-    ax.set_title(title)
+    ax.set_xlabel("dimension 1", fontsize=FONT)
+    ax.set_ylabel("dimension 2", fontsize=FONT)
+    ax.set_title(title, fontsize=FONT)
+    ax.tick_params(labelsize=SMALL)
 
 
 def _figure_legend(fig, ax) -> None:
     """One legend for the plane(s), below the figure, with markers of one size."""
-    legend = fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize=8,
+    legend = fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize=SMALL,
                         frameon=False)
     for handle in legend.legend_handles:
         if hasattr(handle, "set_sizes"):
-            handle.set_sizes([60])
+            handle.set_sizes([120])
 
 
 def _draw_scores(ax, state: ExplorerState, result: Result) -> None:
@@ -282,9 +289,10 @@ def _draw_scores(ax, state: ExplorerState, result: Result) -> None:
             bar.set_hatch("//")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [f"k{i + 1}" for i in x])
-    ax.set_xlabel("key (hatched grey: masked)")
-    ax.set_ylabel("S · a(q, kᵢ)")
-    ax.set_title("Scores: the input of softmax")
+    ax.set_xlabel("key (hatched grey: masked)", fontsize=FONT)
+    ax.set_ylabel("S · a(q, kᵢ)", fontsize=FONT)
+    ax.set_title("Scores: the input of softmax", fontsize=FONT)
+    ax.tick_params(labelsize=SMALL)
 
 
 def _draw_weights(ax, result: Result, title: str = "Attention weights (sum = 1)", colorbar: bool = True) -> None:
@@ -294,18 +302,20 @@ def _draw_weights(ax, result: Result, title: str = "Attention weights (sum = 1)"
     image = ax.imshow(data, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     for i, w in enumerate(result.weights):
         if result.valid[i]:
-            ax.text(i, 0, f"{w:.2f}", ha="center", va="center", fontsize=9, color="white" if w < 0.6 else "black")
+            ax.text(i, 0, f"{w:.2f}", ha="center", va="center", fontsize=SMALL,
+                    color="white" if w < 0.6 else "black")
         else:
-            ax.text(i, 0, "masked", ha="center", va="center", fontsize=7, color="#555555", rotation=90)
+            ax.text(i, 0, "masked", ha="center", va="center", fontsize=SMALL, color="#555555", rotation=90)
     ax.set_xticks(np.arange(n), [f"k{i + 1}" for i in range(n)])
     ax.set_yticks([0], ["q"])
-    ax.set_xlabel("key")
-    ax.set_ylabel("query")
-    ax.set_title(title)
+    ax.set_xlabel("key", fontsize=FONT)
+    ax.set_ylabel("query", fontsize=FONT)
+    ax.set_title(title, fontsize=FONT)
+    ax.tick_params(labelsize=SMALL)
     if colorbar:
         cbar = ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-        cbar.set_label("weight αᵢ")
-        cbar.ax.set_title("scale", fontsize=8)
+        cbar.set_label("weight αᵢ", fontsize=SMALL)
+        cbar.ax.tick_params(labelsize=SMALL)
 
 
 def _describe(state: ExplorerState, k: np.ndarray, result: Result) -> str:
@@ -334,7 +344,7 @@ def draw_explorer(state: ExplorerState, keys: Any = None, values: Any = None, fi
     _draw_scores(axes["scores"], state, result)
     _draw_weights(axes["weights"], result)
     _figure_legend(fig, axes["plane"])
-    fig.suptitle(_describe(state, k, result), fontsize=10)
+    fig.suptitle(_describe(state, k, result), fontsize=FONT)
     return fig
 
 
@@ -358,7 +368,7 @@ def draw_comparison(state: ExplorerState, keys: Any = None, values: Any = None, 
     _figure_legend(fig, axes[0, 0])
     n_valid = int(attend(state, k, v).valid.sum())
     fig.suptitle(f"Selection vs averaging, {state.scoring}: {SCORING_FUNCTIONS[state.scoring]}; "
-                 f"same query, valid length {n_valid} of {len(k)}", fontsize=10)
+                 f"same query, valid length {n_valid} of {len(k)}", fontsize=FONT)
     return fig
 
 

@@ -49,7 +49,7 @@ def show_heatmaps(
     ``matrices`` may be a CPU or GPU tensor (gradients allowed) or an array, of shape
     (queries, keys), (panels, queries, keys) or d2l's (rows, cols, queries, keys).
     All panels share one colour scale (``vmin``..``vmax``, by default the data's range)
-    and one colour bar.  ``titles`` names the columns.  Nothing global is changed:
+    and one colour bar.  Rows and columns get one integer tick each (up to 20 of them).  ``titles`` names the columns.  Nothing global is changed:
     no rcParams, no default colour map.
 
     In a notebook end the call with ``;`` (or assign the result) so that the
@@ -73,6 +73,12 @@ def show_heatmaps(
         for j in range(cols):
             ax = axes[i, j]
             image = ax.imshow(grid[i, j], cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+            # Integer ticks, one per row and column, for the small matrices of a course (not -0.5, 0.5, ...).
+            n_rows, n_cols = grid.shape[2:]
+            if n_cols <= 20:
+                ax.set_xticks(range(n_cols))
+            if n_rows <= 20:
+                ax.set_yticks(range(n_rows))
             if i == rows - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:

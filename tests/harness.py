@@ -109,3 +109,46 @@ def answer_source(nb: nbformat.NotebookNode, gid: str) -> str:
 def points(nb: nbformat.NotebookNode) -> dict[str, float]:
     """grade_id -> points of every graded cell (autograded checks and written answers)."""
     return {grade_id(c): c.metadata["nbgrader"].get("points") for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
+
+
+def visible_part(source: str) -> str:
+    """A check cell as students see it: everything before the hidden tests."""
+    return source.split(HIDDEN_MARK)[0]
+
+
+def check_verdict(nb: nbformat.NotebookNode, replace: dict[str, str], check: str, visible_only: bool = False) -> str | None:
+    """Run ``nb`` with ``replace`` up to the grade cell ``check`` and return its verdict (None: passed).
+
+    With ``visible_only`` the check's hidden tests are left out, as in the notebook students get.
+    """
+    replace = dict(replace)
+    if visible_only:
+        replace[check] = visible_part(replace.get(check, answer_source(nb, check)))
+    return run_notebook(nb, replace, stop_after=check).checks[check]
+
+
+def question_title(nb: nbformat.NotebookNode, gid: str) -> str:
+    """The human title of a graded cell, by the course's convention.
+
+    * A check cell (autograded code) starts with the line ``# Check: <title>``.
+    * A written answer (manually graded markdown) follows a prompt cell that starts with
+      ``**Written answer: <title>**``.
+    """
+    cells = nb.cells
+    for index, cell in enumerate(cells):
+        if grade_id(cell) != gid:
+            continue
+        if cell.cell_type == "code":
+            first = cell.source.splitlines()[0] if cell.source else ""
+            if first.startswith("# Check: "):
+                return first[len("# Check: "):].strip()
+            raise ValueError(f"{gid}: the first line is not '# Check: <title>'")
+        prompt = cells[index - 1].source if index else ""
+        match = __import__("re").match(r"\*\*Written answer: ([^*]+)\*\*", prompt)
+        if match:
+            return match.group(1).strip()
+        raise ValueError(f"{gid}: the cell above does not start with '**Written answer: <title>**'")
+    raise KeyError(gid)

@@ -101,7 +101,7 @@ def test_scores_follow_their_formulas():
     q, k = np.array([1.0, 2.0]), np.array([3.0, -1.0])
     assert score(q, k, "dot product") == pytest.approx(1.0)
     assert score(q, k, "scaled dot product") == pytest.approx(1.0 / np.sqrt(2))
-    assert score(q, k, "distance") == pytest.approx(-0.5 * (4 + 9))
+    assert score(q, k, "distance") == pytest.approx(-(4 + 9) / (2 * np.sqrt(2)))  # notebook 02's score, d = 2
     additive = score(q, k, "additive")
     assert additive == score(q, k, "additive"), "the additive weights are fixed"
     assert additive != score(q, -k, "additive")
@@ -276,3 +276,69 @@ def test_widget_output_carries_a_static_png_for_viewers_without_widgets():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["image/png"] == ex.png
     assert bundle["text/plain"].startswith("AttentionExplorer(")
+
+
+# --------------------------------------------------------------------------- consistency, readability, honest presets
+def test_distance_score_is_notebook_2s():
+    """-||q - k||^2 / (2 sqrt(d)), as DistanceAttention in notebook 02 computes it (here d = 2)."""
+    from harness import answer_source, load
+
+    source = answer_source(load("solutions/02_scoring_exercises/scoring_exercises.ipynb"), "DistanceAttention")
+    assert "/ math.sqrt(d)" in source and "0.5 * key_norms" in source
+    torch.manual_seed(0)
+    q, keys = torch.randn(2), torch.randn(5, 2)
+    expected = (q @ keys.T - 0.5 * (keys**2).sum(-1)) / np.sqrt(2) - 0.5 * float(q @ q) / np.sqrt(2)
+    assert np.allclose([score(q.numpy(), k.numpy(), "distance") for k in keys], expected.numpy(), atol=1e-6)
+    assert "2√d" in SCORING_FUNCTIONS["distance"]
+
+
+def test_figures_are_sized_for_a_projector():
+    from matplotlib.text import Text
+
+    for fig in (draw_explorer(ExplorerState(valid_len=3)), draw_comparison(ExplorerState())):
+        png = explorer.figure_png(fig)
+        width = int.from_bytes(png[16:20], "big")
+        height = int.from_bytes(png[20:24], "big")
+        assert width >= 1280 and height >= 700, (width, height)
+        texts = [t for t in fig.findobj(Text) if t.get_text().strip()]
+        sizes = {round(t.get_fontsize()) for t in texts}
+        assert min(sizes) >= 12, sorted(sizes)
+        assert not any(t.get_text() == "scale" for t in texts), "the colour bar shows weights, not the scale S"
+
+
+def _top(preset, scoring, valid_len=None):
+    result = attend(ExplorerState(scoring=scoring, query=QUERY_PRESETS[preset], scale=1.0, valid_len=valid_len))
+    return int(result.weights.argmax()) + 1, float(result.weights.max())
+
+
+def test_demo_presets_show_what_the_demo_notebook_says():
+    """Section 3 of notebooks/00_demo: each contrast it describes shows at its presets, at S = 1."""
+    short, long = QUERY_PRESETS["short query towards key 1"], QUERY_PRESETS["long query towards key 1"]
+    assert np.allclose(np.array(long), 7 * np.array(short))  # "the same direction, 7 times longer"
+    # the dot product: spread for the short query, selecting for the long one
+    assert _top("short query towards key 1", "dot product") == (1, pytest.approx(0.34, abs=0.005))
+    assert _top("long query towards key 1", "dot product") == (1, pytest.approx(0.90, abs=0.005))
+    # the distance score sharpens too, less
+    assert _top("short query towards key 1", "distance") == (1, pytest.approx(0.23, abs=0.005))
+    assert _top("long query towards key 1", "distance") == (1, pytest.approx(0.76, abs=0.005))
+    nearest = int(np.argmin(np.linalg.norm(DEFAULT_KEYS - np.array(long), axis=1)))
+    assert nearest == 0  # "the long query lies near k1"
+    # valid length: k6 wins, then k1 once k6 is padding
+    assert _top("long query towards key 6", "dot product")[0] == 6
+    assert _top("long query towards key 6", "dot product", valid_len=3)[0] == 1
+    assert _top("long query towards key 6", "distance")[0] == 6
+    assert _top("long query towards key 6", "distance", valid_len=3)[0] == 1
+    # "these six keys have similar lengths (1.66 to 2.04)"
+    lengths = np.linalg.norm(DEFAULT_KEYS, axis=1)
+    assert round(lengths.min(), 2) == 1.66 and round(lengths.max(), 2) == 2.04
+
+
+def test_demo_notebook_quotes_the_presets_it_uses():
+    from harness import load
+
+    nb = load("notebooks/00_demo/attention_explorer.ipynb")
+    text = "\n".join(c.source for c in nb.cells)
+    for preset in ("short query towards key 1", "long query towards key 1", "long query towards key 6"):
+        assert preset in text and preset in QUERY_PRESETS
+    assert "query=(2.6, -2.2)" in text and QUERY_PRESETS["long query towards key 6"] == (2.6, -2.2)
+    assert "fixed random weights, so its preferences are learned" not in text

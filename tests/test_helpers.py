@@ -213,3 +213,71 @@ def test_setup_seeds_and_reports(capsys, monkeypatch):
     assert f"device: {device}" in capsys.readouterr().out
     monkeypatch.setenv("ATTNKIT_DEVICE", "cpu")
     assert attnkit.get_device() == torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- named properties and messages in words
+def test_prop_prefixes_the_property_and_keeps_the_message():
+    with pytest.raises(AssertionError, match=r"^masked_softmax, 2-D: weights: expected shape"):
+        with attnkit.prop("masked_softmax, 2-D"):
+            attnkit.check_shape(torch.zeros(2), (3,), "weights")
+
+
+def test_prop_says_not_answered_yet_for_a_stub_and_a_missing_answer():
+    with pytest.raises(NotImplementedError, match="f: not answered yet"):
+        with attnkit.prop("f"):
+            raise NotImplementedError()
+    with pytest.raises(NotImplementedError, match="query121: not answered yet: `query121` is not defined"):
+        with attnkit.prop("query121", answer="query121"):
+            query121  # noqa: B018, F821 - the missing answer
+    with pytest.raises(AssertionError, match="expected a result, got NameError"):
+        with attnkit.prop("f", answer="other"):
+            undefined_helper  # noqa: B018, F821 - a typo in the student's code, not a missing answer
+
+
+def test_prop_explains_float16_overflow_and_broadcasting_in_words():
+    with pytest.raises(AssertionError, match=r"does not fit in float16.*torch.finfo\(X.dtype\).min"):
+        with attnkit.prop("fill"):
+            torch.zeros(2, dtype=torch.float16).masked_fill(torch.tensor([True, False]), -1e6)
+    with pytest.raises(AssertionError, match=r"\(batch, 1, keys\)"):
+        with attnkit.prop("mask"):
+            torch.zeros(2, 3, 5) + torch.zeros(2, 5)
+
+
+def test_prop_lets_the_graders_own_errors_through():
+    class RunnerError(RuntimeError):
+        pass
+
+    RunnerError.__module__ = "grading.remote"
+    with pytest.raises(RunnerError):
+        with attnkit.prop("f"):
+            raise RunnerError("kernel died")
+
+
+def test_check_attribute_names_the_missing_attribute():
+    with pytest.raises(AssertionError, match=r"self.attention_weights.*no such attribute") as info:
+        attnkit.check_attribute(object(), "attention_weights", "DotProductAttention")
+    assert "return" not in str(info.value).split("(")[0]
+
+
+def test_check_two_key_weights_names_a_typical_mistake():
+    right = torch.softmax(torch.tensor([2.0, 0.0]), dim=0)
+    attnkit.check_two_key_weights(right, 2.0)
+    wrong = torch.softmax(torch.tensor([4.0, 0.0]), dim=0)
+    with pytest.raises(AssertionError, match=r"expected weights 0.881 and 0.119.*got 0.982 and 0.018.*missing"):
+        attnkit.check_two_key_weights(wrong, 2.0, hints={4.0: "the 1/sqrt(d) factor is missing"})
+
+
+def test_rows_and_masks_on_the_wrong_axis_are_named():
+    weights = torch.softmax(torch.rand(2, 3, 4), dim=1)  # over the queries
+    with pytest.raises(AssertionError, match="softmax over the queries axis"):
+        attnkit.check_rows_sum_to_one(weights)
+    lens = torch.tensor([1, 3])
+    keep = torch.arange(4) < lens[:, None]  # (batch, keys), lined up with the queries of a (2, 2, 4) tensor
+    wrong = torch.softmax(torch.rand(2, 2, 4).masked_fill(~keep, -torch.inf), dim=-1)
+    with pytest.raises(AssertionError, match=r"along the queries axis.*\(batch, 1, keys\)"):
+        attnkit.check_masked_zero(wrong, lens)
+
+
+def test_check_finite_explains_float16_nan():
+    with pytest.raises(AssertionError, match=r"in float16 a fill value such as -1e6 becomes -inf"):
+        attnkit.check_finite(torch.tensor([float("nan")], dtype=torch.float16))

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from harness import answer_source, load, run_notebook
+from harness import answer_source, check_verdict, load, run_notebook
 
 NB = "solutions/01_scoring_functions/scoring_functions.ipynb"
 
@@ -59,6 +59,35 @@ WRONG_MASKED_SOFTMAX = {
         if valid_lens is None:
             return torch.softmax(X, dim=-1)
         keep = torch.arange(X.shape[-1], device=X.device) < valid_lens.to(X.device)[:, None, None]
+        return torch.softmax(X.masked_fill(~keep, torch.finfo(X.dtype).min), dim=-1).masked_fill(~keep, 0)
+    """,
+    "d2l's masked_softmax, called as is (in place, -1e6)": """
+        from d2l import torch as d2l_book
+        return d2l_book.masked_softmax(X, valid_lens)
+    """,
+    "d2l's algorithm on a copy (-1e6 fill)": """
+        if valid_lens is None:
+            return torch.softmax(X, dim=-1)
+        shape = X.shape
+        lens = valid_lens.to(X.device)
+        lens = torch.repeat_interleave(lens, shape[1]) if lens.dim() == 1 else lens.reshape(-1)
+        flat = X.reshape(-1, shape[-1]).clone()
+        mask = torch.arange(shape[-1], device=X.device)[None, :] < lens[:, None]
+        flat[~mask] = -1e6
+        return torch.softmax(flat.reshape(shape), dim=-1)
+    """,
+    "softmax over the queries axis": """
+        if valid_lens is None:
+            return torch.softmax(X, dim=1)
+        lens = valid_lens.to(X.device)
+        lens = lens[:, None] if lens.dim() == 1 else lens
+        keep = torch.arange(X.shape[-1], device=X.device) < lens[..., None]
+        return torch.softmax(X.masked_fill(~keep, torch.finfo(X.dtype).min), dim=1).masked_fill(~keep, 0)
+    """,
+    "1-D mask on the queries axis (the hint without the query axis)": """
+        if valid_lens is None:
+            return torch.softmax(X, dim=-1)
+        keep = torch.arange(X.shape[-1], device=X.device) < valid_lens.to(X.device)[..., None]
         return torch.softmax(X.masked_fill(~keep, torch.finfo(X.dtype).min), dim=-1).masked_fill(~keep, 0)
     """,
     "masks the first keys instead of the last": """
@@ -283,3 +312,76 @@ def test_answer_cells_keep_their_names_in_the_student_version():
                       ("bmm_vs_matmul", "matmul_shape")]:
         src = answer_source(student, gid)
         assert name in src and "NotImplementedError" in src
+
+
+# --------------------------------------------------------------------------- every wrong answer, for the catch share
+
+WRONG_ANSWERS = (
+    [("masked_softmax", "test_masked_softmax", f"masked_softmax: {name}",
+      {"masked_softmax": MASKED_SOFTMAX_HEAD + textwrap.indent(code(src), "    ")})
+     for name, src in WRONG_MASKED_SOFTMAX.items()]
+    + [("batch_scores", "test_batch_scores", f"batch_scores: {name}", {"batch_scores": batch_scores(src)})
+       for name, src in WRONG_BATCH_SCORES.items()]
+    + [("bmm_vs_matmul", "test_bmm_vs_matmul", "bmm quiz: " + answer.replace("\n", "; "), {"bmm_vs_matmul": answer})
+       for answer in ["matmul_shape = (2, 3, 4)\nbmm_accepts_2d = False", "matmul_shape = (2, 3, 5)\nbmm_accepts_2d = True",
+                      "matmul_shape = [2, 3, 5]\nbmm_accepts_2d = False", "matmul_shape = (2, 5, 3)\nbmm_accepts_2d = 'no'"]]
+    + [("DotProductAttention", "test_DotProductAttention", f"DotProductAttention: {name}", {"DotProductAttention": dot_attention(src)})
+       for name, src in WRONG_DOT.items()]
+    + [("AdditiveAttention", "test_AdditiveAttention", f"AdditiveAttention: {name}", {"AdditiveAttention": src})
+       for name, src in WRONG_ADDITIVE.items()]
+)
+#: wrong answers that only the hidden tests catch, and why a visible check does not
+HIDDEN_ON_PURPOSE = {
+    "bmm quiz: matmul_shape = (2, 3, 4); bmm_accepts_2d = False": "checking the value visibly would give the quiz's answer away",
+    "bmm quiz: matmul_shape = (2, 3, 5); bmm_accepts_2d = True": "checking the value visibly would give the quiz's answer away",
+}
+
+
+@pytest.mark.parametrize(("answer", "check", "label", "replace"), WRONG_ANSWERS, ids=[w[2] for w in WRONG_ANSWERS])
+def test_visible_messages_name_the_mistake(nb, answer, check, label, replace):
+    """Messages in words: a typical mistake is named, the failing case too; no reference tensor is printed."""
+    verdict = check_verdict(nb, replace, check, visible_only=True)
+    if label in HIDDEN_ON_PURPOSE:
+        assert verdict is None
+        return
+    assert verdict is not None and "tensor(" not in verdict
+    expected_words = {
+        "masked_softmax: fixed -1e6 fill: -inf in float16, NaN for a valid length of 0": "does not fit in float16",
+        "masked_softmax: softmax over the queries axis": "softmax over the queries axis",
+        "masked_softmax: d2l's algorithm on a copy (-1e6 fill)": "torch.finfo(X.dtype).min",
+        "masked_softmax: d2l's masked_softmax, called as is (in place, -1e6)": "leave its input unchanged",
+        "masked_softmax: 1-D mask on the queries axis (the hint without the query axis)": "(batch, 1, keys)",
+        "masked_softmax: book style, in place with -1e6": "leave its input unchanged",
+        "DotProductAttention: no scale": "1/sqrt(d) factor is missing",
+        "DotProductAttention: divides by d": "divided by d, not by sqrt(d)",
+        "DotProductAttention: stores weights after dropout": "store them before dropout",
+        "AdditiveAttention: relu instead of tanh": "relu instead of tanh",
+        "AdditiveAttention: tanh applied after w_v": "tanh applied after w_v",
+    }
+    if label in expected_words:
+        assert expected_words[label] in verdict, verdict
+
+
+def test_unanswered_questions_say_not_answered_yet():
+    student = load("notebooks/01_scoring_functions/scoring_functions.ipynb")
+    run = run_notebook(student)
+    for check, verdict in run.checks.items():
+        assert verdict is not None and "not answered yet" in verdict, (check, verdict)
+
+
+def test_a_missing_attention_weights_attribute_is_named(nb):
+    source = dot_attention("""
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(queries.shape[-1])
+        weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(weights), values)
+    """)
+    verdict = check_verdict(nb, {"DotProductAttention": source}, "test_DotProductAttention", visible_only=True)
+    assert "self.attention_weights" in verdict and "return" not in verdict
+
+
+def test_hidden_value_failures_name_their_case(nb):
+    wrong = MASKED_SOFTMAX_HEAD + "    return torch.softmax(X * 1.01, dim=-1) if valid_lens is None else " \
+        + "masked_softmax_reference(X, valid_lens)\n"
+    right = answer_source(nb, "masked_softmax").replace("def masked_softmax(", "def masked_softmax_reference(")
+    verdict = check_verdict(nb, {"masked_softmax": right + "\n\n" + wrong}, "test_masked_softmax")
+    assert verdict is not None and "valid_lens=None" in verdict, verdict

@@ -383,3 +383,57 @@ def test_student_version_fails_every_check_but_still_measures():
     assert run.passed == set(), run.checks
     assert set(run.checks) == {f"test_{name}" for name in ANSWERS}
     assert len(run.namespace["measured_slopes"]) == 4  # the measurement uses the given DotProductAttention
+
+
+# --------------------------------------------------------------------------- every wrong answer, for the catch share
+
+_AFTER_DROPOUT = _distance("""
+    dots = torch.bmm(queries, keys.transpose(1, 2))
+    scores = (dots - 0.5 * (keys ** 2).sum(-1)[:, None, :]) / math.sqrt(d)
+""").replace(
+    "self.attention_weights = masked_softmax(scores, valid_lens)\n"
+    "        return torch.bmm(self.dropout(self.attention_weights), values)",
+    "self.attention_weights = self.dropout(masked_softmax(scores, valid_lens))\n"
+    "        return torch.bmm(self.attention_weights, values)",
+)
+WRONG_ANSWERS = (
+    [("DistanceAttention", "test_DistanceAttention", f"DistanceAttention: {name}", {"DistanceAttention": _distance(body)})
+     for name, body in DISTANCE_WRONG.items()]
+    + [("DistanceAttention", "test_DistanceAttention", "DistanceAttention: weights stored after dropout",
+        {"DistanceAttention": _AFTER_DROPOUT})]
+    + [("DiffDimDotProductAttention", "test_DiffDimDotProductAttention", f"DiffDim: {name}",
+        {"DiffDimDotProductAttention": source}) for name, source in DIFFDIM_WRONG.items()]
+    + [("attention_flops", "test_attention_flops", f"flops: {name}", {"attention_flops": _flops(expr)})
+       for name, expr in FLOPS_WRONG.items()]
+    + [("attention_memory_traffic", "test_attention_memory_traffic", f"traffic: {name}",
+        {"attention_memory_traffic": _traffic(expr)}) for name, expr in TRAFFIC_WRONG.items()]
+    + [("attention_memory_traffic", "test_attention_memory_traffic", "traffic: default of 2 bytes",
+        {"attention_memory_traffic": _traffic(TRAFFIC_RIGHT["factored"], default=2)})]
+)
+HIDDEN_ON_PURPOSE: dict[str, str] = {}
+NAMED_MISTAKES = {
+    "DistanceAttention: missing factor 1/2": "factor 1/2 of the norm term is missing",
+    "DistanceAttention: scaled by d instead of sqrt(d)": "divided by d, not by sqrt(d)",
+    "DistanceAttention: brute force (batch, n, m, d) differences": "(query, key, dimension)",
+    "DistanceAttention: weights stored after dropout": "store them before dropout",
+    "DiffDim: scale by the query length": "query length q, not the projected length h",
+    "DiffDim: no scale": "1/sqrt(h) factor is missing",
+    "DiffDim: weights stored after dropout": "store them before dropout",
+    "flops: MACs instead of FLOPs": "MACs instead of FLOPs",
+}
+
+
+@pytest.mark.parametrize(("answer", "check", "label", "replace"), WRONG_ANSWERS, ids=[w[2] for w in WRONG_ANSWERS])
+def test_visible_messages_name_the_mistake(solution, answer, check, label, replace):
+    from harness import check_verdict
+
+    verdict = check_verdict(solution, replace, check, visible_only=True)
+    assert verdict is not None and "tensor(" not in verdict, verdict
+    if label in NAMED_MISTAKES:
+        assert NAMED_MISTAKES[label] in verdict, verdict
+
+
+def test_unanswered_questions_say_not_answered_yet():
+    run = run_notebook(load(RELEASE), stop_after="test_attention_memory_traffic")
+    for check, verdict in run.checks.items():
+        assert verdict is not None and "not answered yet" in verdict, (check, verdict)

@@ -366,13 +366,31 @@ def test_aliased_key_is_explained(solution):
     assert "key.clone()" in error
 
 
-def test_1_4_2_hidden_test_does_the_grading(solution):
-    """A row that improves on the unchanged key passes the visible check; the hidden test rejects it."""
+def test_1_4_2_visible_check_catches_a_suboptimal_row(solution):
+    """A row that improves on the unchanged key but is far from the best fails the visible check already,
+    and the visible search over unit rows finds the best error to within a small fraction of the tolerance."""
     student = load(RELEASE)
     visible_only = answer_source(student, "test_m_key_142")
     wrong = "m_key_142 = key.clone()\nm_key_142[2] = key[0] / key[0].norm()"
-    assert _check_after(solution, "m_key_142", wrong, extra={"test_m_key_142": visible_only}) is None
-    assert _check_after(solution, "m_key_142", wrong) is not None
+    verdict = _check_after(solution, "m_key_142", wrong, extra={"test_m_key_142": visible_only})
+    assert verdict is not None and "within 0.002 of the best" in verdict and "tensor(" not in verdict
+    run = run_notebook(solution, stop_after="test_m_key_142")
+    q = run.namespace["query132"].double()
+    best_row = q[0] / q.norm()
+    m = KEY.double().clone()
+    m[2] = best_row
+    exact_best = float((torch.softmax(q @ m.T, dim=-1) @ VALUE.double() - VALUE.double()[2]).abs().max())
+    assert 0 <= run.namespace["best_tried"] - exact_best < 2e-4
+
+
+def test_1_4_2_a_row_just_inside_the_tolerance_passes_both(solution):
+    """Visible and hidden checks agree near the boundary: a row slightly off the best direction passes both."""
+    source = """
+        m_key_142 = key.clone()
+        row = query132[0] / query132.norm() + torch.tensor([0.0, 0.0, 0.05])
+        m_key_142[2] = row / row.norm()
+    """
+    assert _check_after(solution, "m_key_142", source) is None
 
 
 @pytest.mark.parametrize("S", [6, 12])
@@ -454,3 +472,30 @@ def test_student_version_fails_every_check():
     run = run_notebook(load(RELEASE))
     assert run.passed == set(), run.checks
     assert set(run.checks) == {f"test_{name}" for name in ANSWERS}
+
+
+# --------------------------------------------------------------------------- every wrong answer, for the catch share
+
+WRONG_ANSWERS = [(gid, f"test_{gid}", f"{gid}: {label}", {gid: textwrap.dedent(src)})
+                 for gid, rows in WRONG.items() for label, src in rows.items()]
+HIDDEN_ON_PURPOSE: dict[str, str] = {}
+
+
+def test_unanswered_questions_say_not_answered_yet():
+    run = run_notebook(load(RELEASE))
+    for check, verdict in run.checks.items():
+        assert verdict is not None and "not answered yet" in verdict, (check, verdict)
+
+
+def test_a_key_with_the_wrong_row_replaced_is_described_as_such(solution):
+    verdict = _check_after(solution, "m_key_141", "m_key_141 = key.clone()\nm_key_141[3] = (key[0] + key[1]) / 2")
+    assert "row 2 unchanged and row(s) [3] changed instead" in verdict
+    verdict = _check_after(solution, "m_key_141", WRONG["m_key_141"]["row 3 replaced too"])
+    assert "only row 2 to differ from key, got row(s) [3] changed too" in verdict
+
+
+@pytest.mark.parametrize("query", ["torch.zeros(3, 4)", "torch.zeros(3)", "[[1.0, 0.0, 0.0]]"])
+def test_show_steps_explains_a_query_of_the_wrong_shape(solution_run, query):
+    show_steps = solution_run.namespace["show_steps"]
+    with pytest.raises(ValueError, match=r"expected a 2-D query of shape \(n, 3\)"):
+        show_steps(eval(query, {"torch": torch}))  # noqa: S307 - a fixed test input
