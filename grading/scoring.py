@@ -1,7 +1,8 @@
 """Scoring: from how a notebook ran (:class:`~grading.model.ExecLog`) to one result per question.
 
-A test cell earns its points when none of its segments raised; a grade cell that reports named
-properties (partial credit, :func:`attnkit.checks.Rubric`) earns the points of those that passed.
+A test cell's points are shared equally by the properties it checks (its ``attnkit.prop`` blocks,
+visible and hidden): it earns the share of each that passed.  A cell without properties, or one that
+raised outside them, earns all or nothing.
 Output on stderr and warnings never count (nbgrader's ``determine_grade`` gives 0 for any stderr
 output, a known pitfall).  Written answers are ``manual`` with no score, or ``graded`` 0 when left as
 the stub ("No response", as nbgrader does).
@@ -90,14 +91,23 @@ def score(template: Template, intake: Intake, log: ExecLog) -> list[QuestionResu
             continue
         q.visible = _text(run.visible)
         q.properties = list(run.properties)
+        unanswered = part.answer is not None and not intake.answered.get(part.answer, True)
+        if run.error is None and unanswered and run.score:  # a property an untouched stub passes earns nothing
+            run.score = 0.0
+            q.reason = "not answered yet (the answer cell is the unchanged stub)"
         if run.error is None:
             q.score = q.max_score if run.score is None else min(max(run.score, 0.0), q.max_score)
             q.hidden = Hidden.PASSED if has_hidden else None
             failed = [p for p in q.properties if not p.passed]
             if failed:
                 q.reason = "; ".join(f"{p.name}: {p.reason}" if p.reason else p.name for p in failed)
-                if has_hidden and any(p.hidden for p in failed):
+                visible = [p for p in failed if not p.hidden]
+                hidden = [p for p in failed if p.hidden]
+                if visible:
+                    q.visible_error = f"{visible[0].name}: {visible[0].reason}"
+                if hidden:
                     q.hidden = Hidden.FAILED
+                    q.hidden_error = "; ".join(f"{p.name}: {p.reason}" for p in hidden)
         else:
             q.score = 0.0
             if run.status is CellStatus.DIED:

@@ -20,6 +20,7 @@ import contextlib
 import math
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -223,6 +224,53 @@ def _words_for(exc: BaseException) -> str:
     return f"expected a result, got {type(exc).__name__}: {_first_line(exc)}"
 
 
+_RECORDING: list | None = None  # set by the grader: every prop is recorded instead of stopping the cell
+
+
+@dataclass
+class Outcome:
+    """How one property of a check cell came out (recorded for partial credit by the grader)."""
+
+    name: str
+    passed: bool
+    error: BaseException | None = None  # what the student would have seen (words)
+    cause: BaseException | None = None  # the exception raised inside the block, as it was
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Outcome]]:
+    """Record every :func:`prop` in the block instead of stopping at the first failure (the grader's mode).
+
+    The grader gives a question's points property by property: each ``prop`` of its check cell
+    (visible and hidden) counts equally. A student running the notebook never sees this mode.
+    """
+    global _RECORDING
+    saved, _RECORDING = _RECORDING, []
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = saved
+
+
+def _failure(name: str, answer: str | None, exc: BaseException) -> BaseException | None:
+    """The exception a failing property raises, in words; None for errors that must pass through."""
+    if isinstance(exc, AssertionError):
+        return AssertionError(f"{name}: {exc}")
+    if isinstance(exc, NotImplementedError):
+        return exc if "not answered yet" in str(exc) else NotImplementedError(f"{name}: {_words_for(exc)}")
+    if isinstance(exc, NameError):
+        missing = getattr(exc, "name", None) or (re.findall(r"name '(\w+)'", str(exc)) or [None])[0]
+        if answer is not None and missing == answer:
+            return NotImplementedError(
+                f"{name}: not answered yet: `{answer}` is not defined (write it in the answer cell, delete "
+                f"`raise NotImplementedError()` and run that cell)"
+            )
+        return AssertionError(f"{name}: expected a result, got NameError: {_first_line(exc)}")
+    if isinstance(exc, Exception) and type(exc).__module__.split(".")[0] != "grading":
+        return AssertionError(f"{name}: {_words_for(exc)}")
+    return None  # the grading machinery's own errors, KeyboardInterrupt, SystemExit
+
+
 @contextlib.contextmanager
 def prop(name: str, answer: str | None = None) -> Iterator[None]:
     """One named property of an answer, checked in the ``with`` block, failing with a message in words.
@@ -233,29 +281,21 @@ def prop(name: str, answer: str | None = None) -> Iterator[None]:
     * Any other error of the student's code (a float16 overflow, shapes that do not broadcast, a
       missing attribute) fails as an ``AssertionError`` that says what went wrong in words.
 
-    Errors of the grading machinery itself (``grading.*``) pass through unchanged.  Each ``prop``
-    is one unit of a check cell, so that partial credit can later be given property by property.
+    Errors of the grading machinery itself (``grading.*``) pass through unchanged.  When the grader
+    records (:func:`recording`), a failure is noted and the cell goes on to its next property.
     """
     try:
         yield
-    except AssertionError as exc:
-        raise AssertionError(f"{name}: {exc}") from None
-    except NotImplementedError as exc:
-        if "not answered yet" in str(exc):
+    except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
+        failure = _failure(name, answer, exc)
+        if failure is None:
             raise
-        raise NotImplementedError(f"{name}: {_words_for(exc)}") from None
-    except NameError as exc:
-        missing = getattr(exc, "name", None) or (re.findall(r"name '(\w+)'", str(exc)) or [None])[0]
-        if answer is not None and missing == answer:
-            raise NotImplementedError(
-                f"{name}: not answered yet: `{answer}` is not defined (write it in the answer cell, delete "
-                f"`raise NotImplementedError()` and run that cell)"
-            ) from None
-        raise AssertionError(f"{name}: expected a result, got NameError: {_first_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
-        if type(exc).__module__.split(".")[0] == "grading":
-            raise
-        raise AssertionError(f"{name}: {_words_for(exc)}") from None
+        if _RECORDING is not None:
+            _RECORDING.append(Outcome(name, False, failure, exc))
+            return
+        raise failure from None
+    if _RECORDING is not None:
+        _RECORDING.append(Outcome(name, True))
 
 
 def check_two_key_weights(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 
+from attnkit.checks import recording
 from grading.execution.client import (
     Budget,
     LimitExceeded,
@@ -143,7 +144,7 @@ class Verdict:
     student_raised: bool = False  # the exception came from the student's code in the sandbox
     stdout: str = ""
     seconds: float = 0.0
-    rubric: object | None = None  # an attnkit Rubric the cell filled (partial credit)
+    outcomes: list = field(default_factory=list)  # attnkit properties the cell checked (partial credit)
 
 
 @dataclass
@@ -169,13 +170,6 @@ def global_reads(code: str) -> set[str]:
     return names
 
 
-def _rubric_in(namespace: dict):
-    for value in namespace.values():
-        if type(value).__name__ == "Rubric" and hasattr(value, "outcomes"):
-            return value
-    return None
-
-
 def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: frozenset[str],
                    timeout: float, options: GradeOptions) -> Verdict:
     """Execute a grade cell here. Only the declared ``answers`` come from the sandbox; all else is ours."""
@@ -195,8 +189,11 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: f
         for name in sorted(wanted - defined):
             local.pop(name, None)  # not defined by the student: a NameError, as in their notebook
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(tree, "<grade cell>", "exec"), local)  # noqa: S102
+        with contextlib.redirect_stdout(out), recording() as outcomes:
+            try:
+                exec(compile(tree, "<grade cell>", "exec"), local)  # noqa: S102
+            finally:
+                run.outcomes = list(outcomes)
         run.stdout = out.getvalue()
     except RunnerError:
         raise
@@ -211,7 +208,6 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: f
     for name in bound:  # what the cell defined stays, for later cells (answers are always fetched anew)
         if name in local and name not in answers:
             ns.globals[name] = local[name]
-    run.rubric = _rubric_in(local)
     run.seconds = time.monotonic() - start
     return run
 
@@ -259,52 +255,44 @@ def describe_cell(template: Template, index: int) -> str:
     return f"cell {index + 1}"
 
 
-def _properties(rubric, hidden_names: set[str]) -> tuple[float, list[PropertyResult]]:
-    results = []
-    for name, points, passed, exc in rubric.outcomes():
-        hidden = name in hidden_names
-        if passed:
-            reason = ""
-        elif exc is None:
-            reason = "not checked (an earlier error stopped the check)"
-        elif isinstance(exc, StudentError):
-            reason = f"your code raised {getattr(exc, 'student_type', type(exc).__name__)}" + ("" if hidden else f": {exc}")
+def _property(outcome, hidden: bool) -> PropertyResult:
+    """One recorded ``attnkit.prop`` as a result: a hidden one never repeats the student's own text."""
+    reason = ""
+    if not outcome.passed:
+        cause = outcome.cause
+        if hidden and isinstance(cause, StudentError):
+            reason = f"your code raised {getattr(cause, 'student_type', type(cause).__name__)}"
+        elif hidden and isinstance(cause, NotImplementedError):
+            reason = "not answered yet"
         else:
-            reason = f"{str(exc)[:300]}" if not hidden or isinstance(exc, AssertionError) else type(exc).__name__
-        results.append(PropertyResult(name, float(points), bool(passed), reason, hidden))
-    return sum(p.points for p in results if p.passed), results
+            reason = str(outcome.error)[:400]
+            prefix = f"{outcome.name}: "
+            reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+    return PropertyResult(outcome.name, 0.0, bool(outcome.passed), reason, hidden)
 
 
 def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], deadline: float,
            options: GradeOptions, now: float) -> CellRun:
+    """Decide a test cell here, segment by segment; its ``attnkit.prop`` blocks share its points equally."""
     run = CellRun(CellStatus.OK, 0.0)
-    seen: set[str] = set()
-    hidden_names: set[str] = set()
-    rubric = None
     for segment in part.segments:
         left = max(deadline - time.perf_counter(), 0.1)
         verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options)
         run.hidden_ran = run.hidden_ran or segment.hidden
-        if verdict.rubric is not None:
-            rubric = verdict.rubric
-            names = {o[0] for o in rubric.outcomes() if o[2] is not None or o[3] is not None}
-            if segment.hidden:
-                hidden_names |= names - seen
-            seen |= names
+        run.properties += [_property(o, segment.hidden) for o in verdict.outcomes]
         if not segment.hidden:
             run.visible += _stream("stdout", verdict.stdout)
         if not verdict.ok:
-            if rubric is not None and verdict.ename == "RubricFailed":
-                continue  # the rubric's own summary: the properties carry the score
             run.status = CellStatus.ERROR
             run.error = _error(verdict.ename, verdict.evalue, verdict.student_raised)
             run.error_segment_hidden = segment.hidden
-            if rubric is None:
-                break
-    if rubric is not None:
-        run.score, run.properties = _properties(rubric, hidden_names)
-        if run.status is CellStatus.ERROR and run.score > 0:
-            run.status, run.error = CellStatus.OK, None  # partial credit: what passed counts
+            break
+    if run.properties:
+        share = (part.points or 0.0) / len(run.properties)
+        for p in run.properties:
+            p.points = share
+        if run.error is None:
+            run.score = sum(share for p in run.properties if p.passed)
     run.seconds = time.perf_counter() - now
     return run
 

@@ -296,7 +296,8 @@ def _load(source: str, mtime_ns: int, assignment: str, notebook: str) -> Templat
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
         if cell.cell_type == "markdown" and not nbutils.is_solution(cell):
-            heading = _heading(cell.source) or heading
+            prompt = re.match(r"\s*\*\*Written answer:\s*(.+?)\*\*", cell.source)
+            heading = prompt.group(1).strip(" .:") if prompt else (_heading(cell.source) or heading)
         if cell.cell_type == "code" and not nbutils.is_solution(cell):
             anchors |= statement_dumps(cell.source) | statement_dumps(rel.source)
         if not gid or not (nbutils.is_grade(cell) or nbutils.is_solution(cell) or nbutils.is_locked(cell) or nbutils.is_task(cell)):
@@ -328,7 +329,12 @@ def _load(source: str, mtime_ns: int, assignment: str, notebook: str) -> Templat
                 context |= module_binds(parse(cell.source))
             else:
                 markdown.append(normalise_text(cell.source))
-        part.title = titles.get(part.answer, "") if part.kind == "test" and part.answer else heading
+        check = re.match(r"#\s*Check:\s*(.+)", cell.source) if part.kind == "test" else None
+        if check:  # the course's convention: a check cell starts with `# Check: <title>`
+            part.title = check.group(1).strip(" .")
+        else:
+            part.title = titles.get(part.answer, "") if part.kind == "test" and part.answer else heading
+        part.title = part.title[:1].upper() + part.title[1:]
         titles[gid] = part.title
         template.parts[gid] = part
     # an answer is recognised by the names its solution defines, except names the template's own
