@@ -19,10 +19,10 @@ from attnkit.checks import (
     prop,
     snapshot,
 )
+from attnkit.device import get_device, setup
 from attnkit.explorer import explore, selection_vs_averaging
 from attnkit.memory import peak_memory
 from attnkit.plotting import show_heatmaps
-from attnkit.device import get_device, setup
 from attnkit.understanding import KEY, VALUE, attention, check_query
 
 __all__ = [

@@ -128,7 +128,7 @@ def _torch_source() -> Path:
 def _write_dist_info(site: Path, name: str, version: str, requires: list[str], files: list[str]) -> None:
     dist = site / f"{name.replace('-', '_')}-{version}.dist-info"
     dist.mkdir(parents=True, exist_ok=True)
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires]
     (dist / "METADATA").write_text("\n".join(meta) + "\n")
     (dist / "INSTALLER").write_text("colab-twin\n")

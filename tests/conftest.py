@@ -6,7 +6,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Whole-class and real-browser tests: `make test` runs them, `make test-fast` (-m "not e2e") skips them.
-E2E_FILES = {"test_attacks.py", "test_browser.py", "test_scale.py", "test_bench.py", "test_colab_twin.py",
+E2E_FILES = {"test_attacks.py", "test_agreement.py", "test_course_and_cli.py", "test_browser.py", "test_scale.py", "test_bench.py", "test_colab_twin.py",
              "test_formgrader_browser.py", "test_colab_habits.py"}
 
 

@@ -4,10 +4,10 @@ shared rules for the tests that run them: the start-up cell, the Colab badge, al
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import nbformat
+import tomllib
 
 from grading import course
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from IPython.core.inputtransformer2 import TransformerManager
+from notebook_inventory import ROOT, every_notebook, graded, read, rel
 
 import attnkit
 from attnkit.explorer import SCORING_FUNCTIONS, ExplorerState, draw_comparison, draw_explorer, explore
-from notebook_inventory import ROOT, every_notebook, graded, read, rel
 
 NOTEBOOKS = every_notebook()
 _python = TransformerManager().transform_cell

@@ -46,7 +46,8 @@ def _imports(module: str, path: Path) -> set[str]:
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
+            submodules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES]
+            names = submodules + ([base] if len(submodules) < len(node.names) else [])
         for name in names:
             while name and name not in MODULES:
                 name = name.rpartition(".")[0]

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from notebook_inventory import ROOT, demos, graded, rel, unexpected_errors
 
 CHROMIUM = Path(os.environ.get("ATTNKIT_CHROMIUM", "/usr/bin/chromium"))

@@ -11,15 +11,15 @@ tests/test_explorer.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+from harness import answer_source, load, run_notebook
 
 from attnkit import KEY, VALUE, attention
-from harness import answer_source, load, run_notebook
 
 NB1 = "solutions/01_scoring_functions/scoring_functions.ipynb"
 NB2 = "solutions/02_scoring_exercises/scoring_exercises.ipynb"
@@ -183,8 +183,9 @@ def _intensity_about_d_over_4(ns):
 
 
 def _size_check_numbers(ns):
-    b, n, m, d = 2, 24, 32, 64
-    assert (b * n * m, b * m * d, n * m * d) == (1536, 4096, 49152)
+    n, m, d, float32 = 256, 256, 128, 4
+    assert n * m * d * float32 == 32 * 2**20 and n * m * float32 == 2**18  # 32 MiB and 0.25 MiB
+    assert n * m * float32 < 8 * 2**20 < n * m * d * float32  # the check's threshold lies between the two
 
 
 def _fused_memory_linear_unfused_quadratic(ns):
@@ -288,7 +289,7 @@ CLAIMS = {
     "nb2: the models' slopes": Claim(NB2, "(FLOPs: 1, traffic: near 0 for $d \\ll n$)", _model_slopes),
     "nb2: projections and attention equal at n = 1.5 d": Claim(NB2, "at $n = 1.5\\,d$", _projection_crossover),
     "nb2: arithmetic intensity about d/4": Claim(NB2, "arithmetic intensity is only about $d/4$", _intensity_about_d_over_4),
-    "nb2: the size-check numbers": Claim(NB2, "Here b*n*m = 1536 and b*m*d = 4096, while one example's (n, m, d) block alone is 49152",
+    "nb2: the size-check numbers": Claim(NB2, "With 256 queries and keys of length 128, one (n, m, d) tensor is 32 MiB, the (n, m) scores 0.25 MiB.",
                                          _size_check_numbers),
     "nb2: fused memory linear, unfused quadratic": Claim(NB2, "linear memory", _fused_memory_linear_unfused_quadratic),
     "nb3: S = 30 selects exactly and fits float16": Claim(NB3, "$S = 30$ is exact in float32", _exact_selection_at_30),

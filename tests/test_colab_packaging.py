@@ -20,18 +20,17 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import zipfile
 from pathlib import Path
 
+import colab_twin
 import pytest
+import tomllib
 from IPython.core.inputtransformer2 import TransformerManager
+from notebook_inventory import ROOT, every_notebook, read, rel
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-
-import colab_twin
-from notebook_inventory import ROOT, every_notebook, read, rel
 
 HELPERS = ROOT / "helpers"
 # Colab's runtimes: freeze file -> its Python (tests/colab/README.md)
@@ -166,7 +165,7 @@ def _stub_torch(where: Path, version: str) -> Path:
     info = f"torch-{version}.dist-info"
     wheel = where / f"torch-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
-        meta = [f"Metadata-Version: 2.1", "Name: torch", f"Version: {version}"]
+        meta = ["Metadata-Version: 2.1", "Name: torch", f"Version: {version}"]
         meta += [f"Requires-Dist: {r}" for r in colab_twin.COLAB_TORCH_REQUIRES]
         z.writestr(f"{info}/METADATA", "\n".join(meta) + "\n")
         z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")

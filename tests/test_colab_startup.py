@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from notebook_inventory import (
     COLAB_BADGE,
     ROOT,
@@ -140,7 +139,7 @@ def test_a_failed_install_says_what_happened_and_what_to_do(tmp_path, colab):
     program = (
         "import sys\n"
         + ("import google.colab  # Colab imports it at kernel start\n" if colab == "imported" else "")
-        + 
+        +
         "sys.modules['attnkit'] = None  # hide this checkout's attnkit: find_spec('attnkit') is then None\n"
         + _startup_only(ALL[0])
         + "\nimport attnkit\n"

@@ -22,13 +22,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import colab_twin
 import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
-
-import colab_twin
 from notebook_inventory import ROOT, demos, first_code_cell, graded, read, rel, unexpected_errors
 
 ARTIFACTS = ROOT / "test-artifacts" / "colab-twin"

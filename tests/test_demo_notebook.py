@@ -9,18 +9,17 @@ import json
 import nbformat
 import pytest
 from nbconvert import HTMLExporter
+from notebook_inventory import ROOT, demos, graded, read, rel
 
 from attnkit.explorer import explore
 from grading import course
-from notebook_inventory import ROOT, demos, graded, read, rel
 
 DEMOS = demos()
 
 
 def test_the_demo_is_ungraded_and_known_to_grading():
     assert DEMOS, "notebooks/00_demo/attention_explorer.ipynb is missing"
-    demo_dir = getattr(course, "DEMOS", None)
-    assert demo_dir is not None, "grading.course should name the demo folder (DEMOS = NOTEBOOKS / '00_demo')"
+    demo_dir = course.demos()
     for path in DEMOS:
         assert path.parent == demo_dir, f"{rel(path)}: ungraded notebooks belong in {rel(demo_dir)}"
         assert not (ROOT / "solutions" / path.parent.name).exists(), "a demo has no solution source"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
-
 from notebook_inventory import ROOT, every_notebook, read, rel
 
 HELPERS = sorted((ROOT / "helpers").glob("*.py"))

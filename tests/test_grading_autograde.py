@@ -164,7 +164,7 @@ def test_blank_scores_zero_everywhere(graded):
 
 def test_wrong_answers_lose_their_own_questions_only(graded):
     got = scores(graded, "wrong")
-    lost = {q for q in TESTS if got[q][0] == "0"}
+    lost = {q for q in TESTS if float(got[q][0]) < POINTS[q]}
     assert lost == {"test_batch_scores", "test_bmm_vs_matmul", "test_DotProductAttention"}, got
     assert all(got[q] == (f"{POINTS[q]:g}", "graded") for q in TESTS if q not in lost)
 
@@ -231,12 +231,14 @@ def test_feedback_shows_checks_never_hidden_tests(graded):
     assert len(pages) == len(CLASS) + 1  # + the student whose notebook is missing
     for page in pages:
         text = page.read_text()
-        assert "BEGIN HIDDEN TESTS" not in text and "Traceback (most recent call last)" not in text or "visible" in text
+        assert "BEGIN HIDDEN TESTS" not in text
+        if "Traceback (most recent call last)" in text:  # only a visible check's traceback may be shown
+            assert "A visible check failed" in text
         leaked = [line for line in hidden_lines if line in text]
         assert not leaked, f"{page}: hidden test source {leaked[:2]}"
     wrong = (out / "feedback" / "wrong" / NB1.assignment / f"{NB1.name}.html").read_text()
     assert "Further checks run after hand-in: <span class=\"bad\">failed</span>" in wrong
-    assert "AssertionError: matmul_shape: expected the shape matmul returns, got another" in wrong
+    assert "matmul_shape: expected the shape matmul returns, got another" in wrong
     assert "batch_scores(Q, K): expected shape (2, 3, 5), got (2, 5, 3)" in wrong  # a visible check's message
     complete = (out / "feedback" / "complete" / NB1.assignment / f"{NB1.name}.html").read_text()
     assert "visible checks passed" in complete and "to be graded by your instructor" in complete

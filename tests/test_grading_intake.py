@@ -12,9 +12,9 @@ import nbformat
 import pytest
 
 from grading import course
-from grading.tools import synthetic
 from grading.intake.mapping import map_submission, parse_script
 from grading.intake.template import load_template, same_code
+from grading.tools import synthetic
 
 ALL = course.notebooks()
 IDS = [nb.name for nb in ALL]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from harness import answer_source, check_verdict, load, run_notebook
 
 NB = "solutions/01_scoring_functions/scoring_functions.ipynb"

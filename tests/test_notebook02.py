@@ -12,8 +12,7 @@ import math
 import textwrap
 
 import pytest
-
-from harness import answer_source, grade_id, load, run_notebook, points
+from harness import answer_source, load, points, run_notebook
 
 SOLUTION = "solutions/02_scoring_exercises/scoring_exercises.ipynb"
 RELEASE = "notebooks/02_scoring_exercises/scoring_exercises.ipynb"

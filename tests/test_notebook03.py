@@ -16,10 +16,10 @@ import textwrap
 
 import pytest
 import torch
+from harness import answer_source, grade_id, load, points, run_notebook
 
 import attnkit
 from attnkit import KEY, VALUE, attention
-from harness import answer_source, grade_id, load, run_notebook, points
 
 SOLUTION = "solutions/03_understanding_attention/understanding_attention.ipynb"
 RELEASE = "notebooks/03_understanding_attention/understanding_attention.ipynb"

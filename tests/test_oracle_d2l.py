@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 from d2l import torch as d2l
-
 from harness import load, run_notebook
 
 

@@ -9,7 +9,6 @@ Convention (read it with ``harness.question_title``):
 from __future__ import annotations
 
 import pytest
-
 from harness import grade_id, load, question_title
 from notebook_inventory import graded, rel
 

@@ -66,7 +66,9 @@ TAMPER = {
 @pytest.mark.parametrize("name", TAMPER)
 def test_monkeypatching_gains_nothing_and_is_flagged(tmp_path, name):
     result, scores = grade(tmp_path, {"masked_softmax": WRONG_SOFTMAX + TAMPER[name]})
-    assert scores["test_masked_softmax"] == 0.0, "a wrong answer must still fail"
+    (tmp_path / "honest").mkdir()
+    _, honest = grade(tmp_path / "honest", {"masked_softmax": WRONG_SOFTMAX})
+    assert scores["test_masked_softmax"] == honest["test_masked_softmax"] < 4, "tampering must gain nothing"
     assert scores["test_batch_scores"] == 2  # the others are graded as usual
     assert result.tampering, result.events
 

@@ -11,7 +11,6 @@ prints it.
 from __future__ import annotations
 
 import pytest
-
 import test_notebook01 as nb01
 import test_notebook02 as nb02
 import test_notebook03 as nb03

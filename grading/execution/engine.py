@@ -275,11 +275,13 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
            options: GradeOptions, now: float) -> CellRun:
     """Decide a test cell here, segment by segment; its ``attnkit.prop`` blocks share its points equally."""
     run = CellRun(CellStatus.OK, 0.0)
+    outcomes = []
     for segment in part.segments:
         left = max(deadline - time.perf_counter(), 0.1)
         verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options)
         run.hidden_ran = run.hidden_ran or segment.hidden
         run.properties += [_property(o, segment.hidden) for o in verdict.outcomes]
+        outcomes += verdict.outcomes
         if not segment.hidden:
             run.visible += _stream("stdout", verdict.stdout)
         if not verdict.ok:
@@ -291,8 +293,10 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         share = (part.points or 0.0) / len(run.properties)
         for p in run.properties:
             p.points = share
-        if run.error is None:
-            run.score = sum(share for p in run.properties if p.passed)
+        unanswered = any(isinstance(o.error, NotImplementedError) or isinstance(o.cause, NotImplementedError)
+                         or (isinstance(o.cause, NameError) and getattr(o.cause, "name", None) in answers) for o in outcomes)
+        if run.error is None:  # an answer still raising NotImplementedError is not answered: no share for it
+            run.score = 0.0 if unanswered else sum(share for p in run.properties if p.passed)
     run.seconds = time.perf_counter() - now
     return run
 
