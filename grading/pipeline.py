@@ -144,6 +144,7 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
     bar = Progress(len(found.tasks), log, enabled=progress)
 
     def keep(result: SubmissionResult) -> None:
+        began = time.perf_counter()
         sid, aid, nid = result.key
         target = autograded / sid / aid / f"{nid}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +153,7 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         feedback.write(result, out / "feedback" / sid / aid / f"{nid}.html", templates.get((aid, nid)))
         result.executed = None  # keep memory flat on big classes
         writer.write(result)
+        result.timings["store"] = time.perf_counter() - began
         if result.failure not in (Failure.INFRASTRUCTURE, Failure.GRADER):
             store.save(result)  # last: its presence means everything above is done
         results.append(result)

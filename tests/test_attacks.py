@@ -128,6 +128,24 @@ class DistanceAttention(nn.Module):
 '''
 
 
+POSE = '''
+import torch
+class Fake:
+    """Claims to be a tensor; anything the grader asks of it is the student's code."""
+    @property
+    def __class__(self):
+        return torch.Tensor
+    def __getattr__(self, name):
+        return lambda *a, **k: self
+def batch_scores(queries, keys):
+    return Fake()
+'''
+
+HUGE = "import torch\nquery121 = torch.ones(1, 1).expand(1, 50_000_000)\n"
+NB3 = course.notebooks("03_understanding_attention")[0]
+ODD_ID = "o_\x1b]0;owned\x07\x1b[2Jname\rback"
+
+
 def _write(folder: Path, student: str, nb, content: bytes, suffix: str = ".ipynb") -> None:
     target = folder / student / nb.assignment / f"{nb.name}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +175,9 @@ def _class(folder: Path) -> None:
     _write(folder, "j_probe", NB1, _with_prefix(NB1, "masked_softmax", LEFTOVERS))
     _write(folder, "k_numpy", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": NUMPY_DISTANCE})[1])
     _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
+    _write(folder, "m_pose", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": POSE})[1])
+    _write(folder, "n_huge", NB3, synthetic.submission(NB3, "complete", overrides={"query121": HUGE})[1])
+    _write(folder, ODD_ID, NB1, complete)
 
 
 def _scores(out: Path) -> dict[tuple[str, str], float]:
@@ -191,7 +212,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 12, students
+    assert len(students) == 15, students
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -272,3 +293,20 @@ def _template(nb):
     from grading.intake.template import load_template
 
     return load_template(nb.source, nb.assignment, nb.name)
+
+
+def test_an_object_posing_as_a_tensor_earns_nothing(attacked):
+    assert attacked["scores"][("m_pose", "test_batch_scores")] == 0
+    full1 = sum(p.points for p in _template(NB1).questions if p.graded_by == "auto")
+    assert _total(attacked["scores"], "m_pose") == full1 - 2  # only its own question
+
+
+def test_a_huge_value_is_refused_not_materialised(attacked):
+    assert attacked["scores"][("n_huge", "test_query121")] == 0
+    assert attacked["scores"][("n_huge", "test_query122")] == 1  # the rest of the notebook is graded
+
+
+def test_terminal_output_carries_no_control_characters(attacked):
+    for text in (attacked["report"], attacked["proc"].stderr):
+        assert not any(ch in text for ch in "\x1b\x07\r\x08"), repr(text[:200])
+    assert "== o_nameback / " in attacked["report"]  # the escape sequences are gone, not just their ESC bytes

@@ -361,7 +361,7 @@ def _breakdown(say, run: OurRun, results, workers: int) -> None:
     w = max(workers, 1)
     wall = run.seconds / n
     busy = sum(total) / w / n  # wall per submission if the workers were never idle
-    store = 0.0
+    store = sum(r.timings.get("store", 0.0) for r in results) / n
     first = (run.arrivals[0] - run.began) if run.arrivals else 0.0
     say(f"ours, per submission (means over {n}; worker seconds unless said; {w} worker(s) in parallel):")
     say(f"  start      {mean(start):6.3f} s  fresh child forked from the warm zygote in the worker's sandbox"
@@ -371,6 +371,8 @@ def _breakdown(say, run: OurRun, results, workers: int) -> None:
     say(f"  intake     {mean(read):6.3f} s  hash, read and map the submission onto the template")
     say(f"  scoring    {mean(other):6.3f} s  template, data files, scores, executed notebook (rest of the worker's total)")
     say(f"  = worker   {mean(total):6.3f} s  per submission; / {w} worker(s) = {busy:.3f} s of wall")
+    say(f"  writing    {store:6.3f} s  parent, serial, overlapping the workers: autograded notebook, feedback HTML, "
+        "gradebook commit, result JSON")
     say(f"  overhead   {max(wall - busy, 0.0):6.3f} s  of wall not covered by busy workers: set-up (gradebook, discovery: "
         f"{run.began - run.started:.1f} s), pool start (spawn, `import torch` per worker, first result after {first:.1f} s), "
         f"the tail, then grades.csv and the report ({run.started + run.seconds - run.ended:.1f} s)")
