@@ -25,7 +25,7 @@ from grading import course
 
 MIN_SHARE = 0.3  # share of a notebook's signature a file must contain to be recognised as it
 MIN_LINE = 20  # characters: shorter lines are too common to tell notebooks apart
-MAX_BYTES = 64 * 1024**2  # larger files are not inspected (intake bounds them anyway)
+MAX_BYTES = 16 * 1024**2  # larger files are not inspected (intake, in its bounded child, deals with them)
 
 
 def _norm_line(line: str) -> str:
@@ -87,6 +87,8 @@ def _content(path: Path) -> tuple[set[str], set[str]] | None:
     if path.suffix.lower() == ".ipynb":
         try:
             data = json.loads(text)
+        except RecursionError:
+            return None  # nested too deeply: intake reports it
         except ValueError:
             return set(), _lines(text.replace("\\n", "\n"))  # a truncated file: its text still tells
         cells = data.get("cells") if isinstance(data, dict) else None
@@ -97,7 +99,7 @@ def _content(path: Path) -> tuple[set[str], set[str]] | None:
             if not isinstance(cell, dict):
                 continue
             source = cell.get("source", "")
-            source = "".join(source) if isinstance(source, list) else str(source)
+            source = "".join(x for x in source if isinstance(x, str)) if isinstance(source, list) else str(source)
             lines |= _lines(source)
             meta = cell.get("metadata")
             gid = meta.get("nbgrader", {}).get("grade_id") if isinstance(meta, dict) and isinstance(meta.get("nbgrader"), dict) else None
