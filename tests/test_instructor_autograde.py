@@ -131,3 +131,31 @@ def test_ctrl_c_stops_fast_keeps_results_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{len(kept)} reused from an earlier run" in again.stderr or "reused" in again.stderr, again.stderr[-2000:]
     assert len(list(csv.reader(open(out / "grades.csv")))) > 1
+
+
+def test_a_resubmission_clears_the_manual_score_of_the_old_text(wrong_class, tmp_path):
+    """A human graded ann's written answer; ann resubmits with another text: the old score must not stick."""
+    import json
+
+    from nbgrader.api import Gradebook
+
+    from grading.intake.template import load_template
+
+    sub, out = wrong_class["sub"], wrong_class["out"]
+    written = next(p.grade_id for p in load_template(NB1.source, NB1.assignment, NB1.name).questions if p.graded_by == "manual")
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}", "attention") as gb:
+        gb.find_grade(written, NB1.name, NB1.assignment, "ann").manual_score = 2
+        gb.db.commit()
+    path = sub / "ann" / NB1.assignment / NB1.filename
+    notebook = json.loads(path.read_text())
+    cell = next(c for c in notebook["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == written)
+    cell["source"] = "A new answer, written after the first one was graded."
+    path.write_text(json.dumps(notebook))
+    proc = run_cli("autograde", str(sub), "--out", str(out), "--db", str(out / "gradebook.db"), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reused from an earlier run" in proc.stderr
+    report = (out / "report").read_text()
+    assert f"manual score cleared: ann/{NB1.assignment}/{NB1.name} {written}: 2" in report, report[:3000]
+    assert run_cli("export", "--db", str(out / "gradebook.db"), "--out", str(tmp_path / "f.csv")).returncode == 0
+    rows = {(r[0], r[2], r[3]): (r[4], r[6]) for r in csv.reader(open(tmp_path / "f.csv"))}
+    assert rows[("ann", NB1.name, written)] == ("", "manual")
