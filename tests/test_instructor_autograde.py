@@ -159,3 +159,13 @@ def test_a_resubmission_clears_the_manual_score_of_the_old_text(wrong_class, tmp
     assert run_cli("export", "--db", str(out / "gradebook.db"), "--out", str(tmp_path / "f.csv")).returncode == 0
     rows = {(r[0], r[2], r[3]): (r[4], r[6]) for r in csv.reader(open(tmp_path / "f.csv"))}
     assert rows[("ann", NB1.name, written)] == ("", "manual")
+
+
+def test_no_sandbox_exits_3_and_stores_nothing(tmp_path):
+    sub, out = tmp_path / "submitted", tmp_path / "out"
+    synthetic.make_class(sub, {"ann": "complete"}, notebooks=[NB1])
+    env = {**os.environ, "PATH": str(tmp_path / "empty")}  # no bwrap on PATH: the sandbox cannot start
+    proc = subprocess.run([sys.executable, "-m", "grading", "autograde", str(sub), "--out", str(out), "--db", str(out / "g.db")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 3 and "sandbox" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not list((out / "results").rglob("*.json")) if (out / "results").exists() else True
