@@ -1,15 +1,18 @@
 """Results in nbgrader's gradebook (so formgrader works for the written answers), and the export.
 
-Which gradebook.  By default the course gradebook configured in ``grading/nbgrader_config.py``
-(``grading/gradebook.db``), so that results accumulate over the semester, nbgrader's formgrader
-finds them (``cd grading && jupyter lab`` -> Formgrader) and ``python -m grading export`` needs
-no argument.  ``--db PATH`` selects another one (a file path or an SQLAlchemy URL); the demo and
-the tests use one inside their output folder.
+Which gradebook.  By default the course gradebook configured in the course's ``nbgrader_config.py``
+(``gradebook.db`` in the course folder), so that results accumulate over the semester, nbgrader's
+formgrader finds them (``jupyter lab`` in the course folder -> Formgrader) and ``python -m grading
+export`` needs no argument.  ``--db PATH`` selects another one (a file path or an SQLAlchemy URL);
+the demo and the tests use one inside their output folder.  :func:`check_gradebook` refuses a file
+that is not an SQLite gradebook (a CSV passed by mistake) and another course's gradebook (unless
+``--allow-other-course``): both are bad usage, exit 2.
 
-The autograded notebooks that formgrader shows go to the ``autograded`` directory configured
-for the course (``grading/autograded``) with the course gradebook, or to ``autograded/`` next
-to any other gradebook file; in that case an ``nbgrader_config.py`` is written next to it too
-(unless one exists), so that formgrader started from that folder uses this gradebook.
+The autograded notebooks that formgrader shows (hidden tests removed) go to the ``autograded``
+directory configured for the course with the course gradebook, or to ``autograded/`` next to any
+other gradebook file; that folder then becomes a course folder of its own
+(:func:`write_formgrader_config`: ``nbgrader_config.py`` with the folder as course root, and
+``source/``), because Formgrader refuses a course root outside the Jupyter server's root.
 
 How results are stored (nbgrader's own API, as its ``SaveCells`` / ``SaveAutoGrades`` do):
 
@@ -20,10 +23,14 @@ How results are stored (nbgrader's own API, as its ``SaveCells`` / ``SaveAutoGra
   awaiting a human, 0 for unanswered ones; ``needs_manual_grade`` follows nbgrader's rule (a
   human score exists, or no auto score) and is also set for questions that could not be graded
   (status ``error``) so that formgrader lists them for review;
-* answer cells left as the stub get nbgrader's auto comment "No response.".
+* answer cells left as the stub get nbgrader's auto comment "No response.";
+* a written answer whose text changed since a human scored it (:func:`changed_answers`, against
+  the autograded copy the human saw) loses that score and its comment is marked as written for an
+  earlier version.
 
 Export statuses: ``graded`` (an auto score, or a human score which then wins), ``manual``
 (waiting for a human: no score), ``error`` (could not be graded and nobody has scored it since).
+:func:`export` also writes per-student totals, or Canvas's / Moodle's grade-import files.
 """
 
 from __future__ import annotations
