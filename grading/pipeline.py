@@ -3,9 +3,10 @@
 ``python -m grading autograde SUBMITTED --out OUT [--workers N] [--db PATH]``
 
 Workers (:mod:`grading.execution.pool`) run :func:`grading.submission.grade_submission`; this
-process alone writes ``OUT/grades.csv``, ``OUT/feedback/``, ``OUT/report``, ``OUT/results/``
-(one JSON per submission, for resume) and the gradebook.  The submitted files are hashed before
-and after: they are only ever read.
+process alone writes ``OUT/grades.csv``, ``OUT/feedback/``, ``OUT/report``, ``OUT/dashboard.html``,
+``OUT/results/`` (one JSON per submission, for resume) and the gradebook.  The submitted files are
+hashed before and after: they are only ever read.  Before grading, each file's content is checked
+against its place (:func:`_wrong_notebooks`): another notebook of the course is graded as what it is.
 """
 
 from __future__ import annotations
