@@ -95,3 +95,20 @@ def test_a_class_sized_dashboard_is_quick():
     page = dashboard.render(results)
     assert time.perf_counter() - start < 60
     assert "similar pair(s)" in page
+
+
+def test_figures_are_titled_labelled_and_colour_blind_safe(monkeypatch):
+    import matplotlib.colors as mcolors
+
+    figures = []
+    monkeypatch.setattr(dashboard, "_png", lambda fig: figures.append(fig) or "")
+    dashboard._histogram("Scores", [1, 2, 3], 4, "score")
+    dashboard._question_figure("Per question", ["q1", "q2"], [(1, 2, 3, 4), (4, 3, 2, 1)])
+    okabe_ito = {dashboard.BLUE, dashboard.ORANGE, dashboard.PURPLE, dashboard.GREY, dashboard.SKY}
+    for fig in figures:
+        ax = fig.axes[0]
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+        for patch in ax.patches:
+            assert mcolors.to_hex(patch.get_facecolor()).upper() in {c.upper() for c in okabe_ito}
+    hatches = {p.get_hatch() for p in figures[1].axes[0].patches}
+    assert len(hatches) == 4  # every category also differs by pattern, not only by colour
