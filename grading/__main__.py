@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dash = sub.add_parser("dashboard", help="rewrite OUT/dashboard.html from the stored results of autograde")
     dash.add_argument("--out", type=Path, required=True, help="the --out folder of autograde")
+    dash.add_argument("--db", default=None, help="also show the human scores of this gradebook (e.g. after Formgrader)")
     return parser
 
 
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         from grading.reporting.dashboard import rebuild
 
         try:
-            path = rebuild(args.out)
-        except FileNotFoundError as exc:
+            path = rebuild(args.out, args.db)
+        except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return ExitCode.USAGE
         print(f"wrote {path}")

@@ -103,7 +103,7 @@ def test_figures_are_titled_labelled_and_colour_blind_safe(monkeypatch):
     figures = []
     monkeypatch.setattr(dashboard, "_png", lambda fig: figures.append(fig) or "")
     dashboard._histogram("Scores", [1, 2, 3], 4, "score")
-    dashboard._question_figure("Per question", ["q1", "q2"], [(1, 2, 3, 4), (4, 3, 2, 1)])
+    dashboard._question_figure("Per question", ["q1", "q2"], [(1, 2, 3, 4, 0), (4, 3, 2, 1, 1)])
     okabe_ito = {dashboard.BLUE, dashboard.ORANGE, dashboard.PURPLE, dashboard.GREY, dashboard.SKY}
     for fig in figures:
         ax = fig.axes[0]
@@ -111,4 +111,4 @@ def test_figures_are_titled_labelled_and_colour_blind_safe(monkeypatch):
         for patch in ax.patches:
             assert mcolors.to_hex(patch.get_facecolor()).upper() in {c.upper() for c in okabe_ito}
     hatches = {p.get_hatch() for p in figures[1].axes[0].patches}
-    assert len(hatches) == 4  # every category also differs by pattern, not only by colour
+    assert len(hatches) == 5  # every category also differs by pattern, not only by colour

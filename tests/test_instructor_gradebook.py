@@ -217,3 +217,16 @@ def test_copy_of_course_db_folder_moves_with_its_config(tmp_path):
     shutil.copytree(tmp_path / "out", tmp_path / "moved")
     config = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path / "moved")).load_config()
     assert Path(config.CourseDirectory.root) == tmp_path / "moved"
+
+
+def test_dashboard_with_the_gradebook_shows_human_scores(tmp_path):
+    from grading.reporting.dashboard import rebuild
+
+    out = tmp_path / "out"
+    db_url = grade_into(out, [fabricate("ann")])
+    page = rebuild(out).read_text()
+    row = page.split(f"<tr><td>{MANUAL[0]}</td>")[1].split("</tr>")[0]
+    assert row.endswith("<td>1</td>")  # awaiting a human
+    hand_grade(db_url, "ann", 1.5, "ok")
+    row = rebuild(out, out / "gradebook.db").read_text().split(f"<tr><td>{MANUAL[0]}</td>")[1].split("</tr>")[0]
+    assert row.endswith("<td>0</td>") and "<td>1.5</td>" in row

@@ -69,17 +69,19 @@ def _figure(png: str, alt: str, caption: str) -> str:
             f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
-def _question_figure(title: str, questions: list[str], counts: list[tuple[int, int, int, int]]) -> str:
-    """Stacked horizontal bars per question: full marks / partial / zero / error or missing."""
+def _question_figure(title: str, questions: list[str], counts: list[tuple[int, ...]]) -> str:
+    """Stacked horizontal bars per question: full marks / partial / zero / error or missing / awaiting a human."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(questions) + 1.4))
     left = [0] * len(questions)
-    kinds = [("full marks", BLUE, ""), ("partial", ORANGE, "//"), ("0 points", PURPLE, "xx"), ("error / missing", GREY, "..")]
-    for k, (label, colour, hatch) in enumerate(kinds):
+    kinds = [("full marks", BLUE, ""), ("partial", ORANGE, "//"), ("0 points", PURPLE, "xx"), ("error / missing", GREY, ".."),
+             ("awaiting a human", SKY, "\\\\")]
+    for k, (label, colour, hatch) in enumerate(kinds[: len(counts[0]) if counts else 4]):
         values = [c[k] for c in counts]
         ax.barh(questions, values, left=left, color=colour, hatch=hatch, edgecolor="white", label=label)
         left = [a + b for a, b in zip(left, values)]
@@ -87,7 +89,8 @@ def _question_figure(title: str, questions: list[str], counts: list[tuple[int, i
     ax.set_xlabel("students")
     ax.set_ylabel("question")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
     return _png(fig)
 
 
@@ -96,10 +99,12 @@ def _histogram(title: str, values: list[float], maximum: float, xlabel: str) -> 
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 2.8))
     top = max(maximum, max(values, default=0), 1)
     ax.hist(values, bins=min(20, max(5, int(top) + 1)), range=(0, top), color=SKY, edgecolor=BLUE)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("submissions")
     ax.set_title(title)
@@ -232,16 +237,16 @@ def render(results: list[SubmissionResult], absent: list[str] | None = None, not
                     part += 1
                 else:
                     zero += 1
-            counts.append((full, part, zero, err))
+            counts.append((full, part, zero, err, pending))
             q0 = next((_question_points(r, gid) for r in rs if _question_points(r, gid)), None)
             scored = [(_question_points(r, gid).score or 0) for r in rs if _question_points(r, gid) and _question_points(r, gid).status is not Status.MANUAL]
+            mean = f"{round(sum(scored) / len(scored), 2):g}" if scored else "&ndash;"
             rows.append(f"<tr><td>{e(gid)}</td><td>{e(q0.title if q0 else '')}</td><td>{fmt(q0.max_score if q0 else 0)}</td>"
-                        f"<td>{fmt(sum(scored) / len(scored)) if scored else '&ndash;'}</td><td>{full}</td><td>{part}</td>"
-                        f"<td>{zero}</td><td>{err}</td><td>{pending}</td></tr>")
+                        f"<td>{mean}</td><td>{full}</td><td>{part}</td><td>{zero}</td><td>{err}</td><td>{pending}</td></tr>")
         out.append(_figure(_question_figure(f"{nid}: result per question", order, counts),
                            f"Stacked bars per question of {nid}: students with full marks, partial credit, zero, and errors",
                            "Per question: full marks (blue), partial (orange, hatched), 0 points (reddish purple, crossed), "
-                           "error or not handed in (grey, dotted); written answers awaiting a human are not counted."))
+                           "error or not handed in (grey, dotted), written answers awaiting a human (sky blue, back-hatched)."))
         out.append("<table><tr><th>question</th><th>title</th><th>points</th><th>mean</th><th>full</th><th>partial</th>"
                    "<th>0</th><th>error</th><th>awaiting a human</th></tr>" + "".join(rows) + "</table>")
 
@@ -366,8 +371,9 @@ def write(path: Path, results: list[SubmissionResult], absent=None, notes=None, 
     return path
 
 
-def rebuild(out: Path) -> Path:
-    """``python -m grading dashboard --out OUT``: the page again from OUT/results/."""
+def rebuild(out: Path, db=None) -> Path:
+    """``python -m grading dashboard --out OUT [--db URL]``: the page again from OUT/results/, with the
+    gradebook's human scores (Formgrader) merged in when ``db`` is given."""
     out = Path(out)
     folder = out / "results"
     if not folder.is_dir():
@@ -378,6 +384,15 @@ def rebuild(out: Path) -> Path:
             results.append(SubmissionResult.from_dict(json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError, TypeError, KeyError):
             continue
+    if db is not None:
+        from grading.reporting.feedback import with_human_marks
+        from grading.reporting.gradebook import check_gradebook, db_url_for, human_marks
+
+        db_url = db_url_for(db)
+        check_gradebook(db_url, allow_other_course=True, must_exist=True)
+        scores, comments = human_marks(db_url)
+        for r in results:
+            with_human_marks(r, scores, comments)
     present = defaultdict(set)
     for r in results:
         present[(r.assignment, r.notebook)].add(r.student_id)
