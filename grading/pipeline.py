@@ -247,7 +247,11 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
     for item in found.ignored:
         header.append(f"ignored:   {item}")
     write_report(out / "report", results, header)
-    _write_dashboard(out, results, absent, cleared, found.ignored)
+    try:
+        _write_dashboard(out, results, absent, cleared, found.ignored)
+    except Exception as exc:  # noqa: BLE001 - the grades are written; a broken page must not hide them
+        print(f"warning: dashboard.html not written ({type(exc).__name__}: {exc}); "
+              f"`python -m grading dashboard --out {out}` retries", file=log)
     return summary
 
 
