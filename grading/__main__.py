@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="regrade everything (by default a rerun reuses the submissions an earlier run finished)")
     grade.add_argument("--memory", type=_positive, default=DEFAULT.limits.memory_bytes / GIB,
                        help=f"memory limit per submission in GiB (default {DEFAULT.limits.memory_bytes / GIB:g})")
+    grade.add_argument("--allow-other-course", action="store_true",
+                       help="write into a --db gradebook that belongs to another course (refused by default)")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run students' code unconfined, as your own user, in plain Jupyter kernels "
                             "(only where bubblewrap is unavailable; students' code can then read everything you can)")
@@ -92,9 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_arguments(bench)
 
-    export = sub.add_parser("export", help="write the final grades table from the gradebook (manual grades included)")
+    export = sub.add_parser("export", help="write the final grades table from the gradebook (manual grades included)",
+                            description="csv (default): OUT with grades.csv's columns and OUT_totals.csv with per-student "
+                                        "totals; canvas / moodle: a file that LMS's grade import accepts.")
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
     export.add_argument("--db", default=None, help="gradebook (default: the course gradebook, as autograde)")
+    export.add_argument("--format", choices=("csv", "canvas", "moodle"), default="csv",
+                        help="csv: the grades table and totals; canvas: Canvas Gradebook import; "
+                             "moodle: Moodle's offline grading worksheet (one per assignment)")
+    export.add_argument("--allow-other-course", action="store_true", help="read a gradebook of another course")
+
+    fb = sub.add_parser("feedback", help="rewrite OUT/feedback/ with the written answers' scores and comments",
+                        description="After grading written answers in Formgrader: rewrite every page of OUT/feedback/ "
+                                    "from OUT/results/ and the gradebook's human scores and comments (never hidden tests).")
+    fb.add_argument("--out", type=Path, required=True, help="the --out folder of autograde")
+    fb.add_argument("--db", default=None, help="gradebook (default: the course gradebook, as autograde)")
+    fb.add_argument("--allow-other-course", action="store_true", help="read a gradebook of another course")
+
+    dash = sub.add_parser("dashboard", help="rewrite OUT/dashboard.html from the stored results of autograde")
+    dash.add_argument("--out", type=Path, required=True, help="the --out folder of autograde")
+    dash.add_argument("--db", default=None, help="also show the human scores of this gradebook (e.g. after Formgrader)")
     return parser
 
 
@@ -131,22 +150,43 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.download} does not exist")
         try:
             collect(args.download, args.into, args.pattern, args.assignment, args.dry_run)
-        except (ValueError, __import__("re").error) as exc:
-            parser.error(str(exc))
+        except (ValueError, __import__("re").error) as exc:  # CollectError is a ValueError
+            print(f"error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
         return ExitCode.OK
     if args.command == "bench":
         from grading.tools.bench import bench
 
         return bench(args.students, args.workers, args.out)
     if args.command == "export":
-        from grading.reporting.gradebook import export
+        from grading.reporting.gradebook import export, totals_path
 
         try:
-            n = export(args.db, args.out)
-        except FileNotFoundError as exc:
+            n = export(args.db, args.out, args.format, args.allow_other_course)
+        except (FileNotFoundError, ValueError) as exc:  # NotAGradebook is a ValueError
             print(f"error: {exc}", file=sys.stderr)
             return ExitCode.USAGE
-        print(f"wrote {n} row(s) to {args.out}")
+        print(f"wrote {n} grade(s) to {args.out}" + (f" ({args.format} format)" if args.format != "csv" else
+                                                    f" and per-student totals to {totals_path(args.out)}"))
+        return ExitCode.OK
+    if args.command == "feedback":
+        from grading.reporting.feedback import regenerate
+
+        try:
+            regenerate(args.out, args.db, args.allow_other_course)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
+        return ExitCode.OK
+    if args.command == "dashboard":
+        from grading.reporting.dashboard import rebuild
+
+        try:
+            path = rebuild(args.out, args.db)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
+        print(f"wrote {path}")
         return ExitCode.OK
     return ExitCode.USAGE  # pragma: no cover
 
@@ -176,7 +216,7 @@ def _autograde(parser: argparse.ArgumentParser, args) -> int:
         summary = autograde_class(
             args.submitted, args.out, workers=args.workers, db=args.db, options=options,
             assignments=args.assignment, students=args.student, progress=not args.quiet, resume=not args.fresh,
-            scheduler=args.scheduler,
+            scheduler=args.scheduler, allow_other_course=args.allow_other_course,
         )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -189,6 +229,7 @@ def _autograde(parser: argparse.ArgumentParser, args) -> int:
         return ExitCode.INTERRUPTED
     print(f"autograde: {summary.line()}", file=sys.stderr)
     print(f"grades:   {args.out / 'grades.csv'}\nfeedback: {args.out / 'feedback'}/\nreport:   {args.out / 'report'}", file=sys.stderr)
+    print(f"dashboard: {args.out / 'dashboard.html'}", file=sys.stderr)
     if summary.infrastructure:
         print(f"error: {len(summary.infrastructure)} submission(s) could not be graded, through no fault of the "
               f"students: {summary.infrastructure[0].error}. Fix this and run the same command again.", file=sys.stderr)

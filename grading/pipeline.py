@@ -3,9 +3,10 @@
 ``python -m grading autograde SUBMITTED --out OUT [--workers N] [--db PATH]``
 
 Workers (:mod:`grading.execution.pool`) run :func:`grading.submission.grade_submission`; this
-process alone writes ``OUT/grades.csv``, ``OUT/feedback/``, ``OUT/report``, ``OUT/results/``
-(one JSON per submission, for resume) and the gradebook.  The submitted files are hashed before
-and after: they are only ever read.
+process alone writes ``OUT/grades.csv``, ``OUT/feedback/``, ``OUT/report``, ``OUT/dashboard.html``,
+``OUT/results/`` (one JSON per submission, for resume) and the gradebook.  The submitted files are
+hashed before and after: they are only ever read.  Before grading, each file's content is checked
+against its place (:func:`_wrong_notebooks`): another notebook of the course is graded as what it is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from grading.intake.template import load_template
 from grading.model import Failure, GradeTask, SubmissionResult
 from grading.options import GradeOptions
 from grading.reporting import feedback
-from grading.reporting.gradebook import GradebookWriter, autograded_dir_for, db_url_for, record_assignment, write_formgrader_config
+from grading.intake import identify
+from grading.reporting.gradebook import (GradebookWriter, NotAGradebook, autograded_dir_for, changed_answers, check_gradebook,
+                                         db_url_for, record_assignment, write_formgrader_config)
 from grading.reporting.report import write_report
 from grading.reporting.table import write_grades
 from grading.reporting.terminal import Progress
@@ -109,7 +112,8 @@ def _placeholder_notebook(result: SubmissionResult) -> str:
 def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: str | None = None,
                     options: GradeOptions | None = None, assignments: list[str] | None = None,
                     students: list[str] | None = None, progress: bool = True, log=None,
-                    resume: bool = True, scheduler: str | None = None, on_result=None) -> ClassSummary:
+                    resume: bool = True, scheduler: str | None = None, on_result=None,
+                    allow_other_course: bool = False) -> ClassSummary:
     """Grade every submission under ``submitted`` into ``out`` (and the gradebook); see the module docstring.
 
     ``on_result`` (optional) is called with each fresh result after it is stored (the benchmark
@@ -123,6 +127,11 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
     found = discover(submitted, options, assignments, students)
     _check_usage(found, submitted, assignments, students)
     db_url = db_url_for(db)
+    try:
+        check_gradebook(db_url, allow_other_course)
+    except NotAGradebook as exc:
+        raise UsageError(str(exc)) from None
+    wrong = _wrong_notebooks(found)
     autograded = autograded_dir_for(db_url)
     out.mkdir(parents=True, exist_ok=True)
     if db_url.startswith("sqlite:///"):
@@ -132,7 +141,7 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
     by_assignment: dict[str, list] = {}
     for nb in course.notebooks():
         by_assignment.setdefault(nb.assignment, []).append(load_template(nb.source, nb.assignment, nb.name))
-    for assignment in sorted({t.assignment for t in found.tasks} | {m.assignment for m in found.missing}):
+    for assignment in sorted({t.assignment for t in found.tasks} | {m.assignment for m in found.missing} | {r.assignment for r in wrong}):
         record_assignment(db_url, assignment, by_assignment[assignment])
     formgrader_config = write_formgrader_config(db_url, autograded)
     templates = {(t.assignment, t.notebook): t for ts in by_assignment.values() for t in ts}
@@ -141,6 +150,7 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
     writer = GradebookWriter(db_url)
     results: list[SubmissionResult] = []
     reused: list[SubmissionResult] = []
+    cleared: list[str] = []  # human scores of written answers that were resubmitted
     bar = Progress(len(found.tasks), log, enabled=progress)
 
     def keep(result: SubmissionResult) -> None:
@@ -148,11 +158,13 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         sid, aid, nid = result.key
         target = autograded / sid / aid / f"{nid}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(feedback.inert_notebook(result.executed) if result.executed else _placeholder_notebook(result),
-                          encoding="utf-8")
+        text = feedback.inert_notebook(result.executed) if result.executed else _placeholder_notebook(result)
+        stale = _stale_written_answers(target, text, result)
+        target.write_text(text, encoding="utf-8")
         feedback.write(result, out / "feedback" / sid / aid / f"{nid}.html", templates.get((aid, nid)))
         result.executed = None  # keep memory flat on big classes
-        writer.write(result)
+        cleared.extend(f"{sid}/{aid}/{nid} {c} (the answer changed since it was graded by hand)"
+                       for c in writer.write(result, stale))
         result.timings["store"] = time.perf_counter() - began
         if result.failure not in (Failure.INFRASTRUCTURE, Failure.GRADER):
             store.save(result)  # last: its presence means everything above is done
@@ -181,6 +193,11 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         except KeyboardInterrupt:
             bar.interrupted()
             raise Interrupted(len(results), len(found.tasks)) from None
+        for result in wrong:
+            writer.mark_missing(result.student_id, result.assignment, result.notebook)
+            results.append(result)
+            feedback.write(result, out / "feedback" / result.student_id / result.assignment / f"{result.notebook}.html",
+                           templates.get((result.assignment, result.notebook)))
         for m in found.missing:
             writer.mark_missing(m.student_id, m.assignment, m.notebook)
             result = _missing_result(m)
@@ -220,9 +237,86 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
     if infrastructure:
         header.append(f"ERROR: {len(infrastructure)} submission(s) could not be graded: {infrastructure[0].error} "
                       "(not stored: the same command grades them once this is fixed)")
+    for line in cleared:
+        header.append(f"manual score cleared: {line}; grade it again in Formgrader")
+    for r in wrong:
+        header.append(f"wrong notebook: {r.student_id}/{r.assignment}/{r.notebook}: {r.error}")
     for m in found.missing:
         header.append(f"missing:   {m.student_id}/{m.assignment}/{m.notebook} was not handed in (scored 0)")
+    absent = _absent(found, results, students)
+    for line in absent:
+        header.append(f"no submission: {line}")
     for item in found.ignored:
         header.append(f"ignored:   {item}")
     write_report(out / "report", results, header)
+    try:
+        _write_dashboard(out, results, absent, cleared, found.ignored)
+    except Exception as exc:  # noqa: BLE001 - the grades are written; a broken page must not hide them
+        print(f"warning: dashboard.html not written ({type(exc).__name__}: {exc}); "
+              f"`python -m grading dashboard --out {out}` retries", file=log)
     return summary
+
+
+def _stale_written_answers(target: Path, text: str, result: SubmissionResult) -> set[str]:
+    """Written answers (manual questions) whose text differs from the copy a human graded."""
+    manual = {q.grade_id for q in result.questions if q.graded_by == "manual"}
+    return changed_answers(target, text, manual)
+
+
+def _wrong_notebooks(found: Discovery) -> list[SubmissionResult]:
+    """Submitted files whose content is another notebook of the course (recognised by its cells).
+
+    Such a file is graded as what it is when the student did not hand that notebook in too (the
+    task is moved there, with a note), else left out; either way the notebook it was handed in
+    as gets a ``wrong notebook`` result that says so.  ``found.tasks`` is changed in place.
+    """
+    have = {t.key for t in found.tasks}
+    kept, wrong = [], []
+    for task in found.tasks:
+        path = Path(task.submission)
+        expected = course.Notebook(task.assignment, task.notebook)
+        match = identify.wrong_notebook(path, expected)
+        if match is None:
+            kept.append(task)
+            continue
+        real = match.notebook
+        key = (task.student_id, real.assignment, real.name)
+        if key in have:
+            why = (f"`{path.name}` is notebook {real.assignment}/{real.name} ({match.describe()}), not {task.notebook}; "
+                   f"left out: {real.name} was handed in too")
+        else:
+            why = (f"`{path.name}` is notebook {real.assignment}/{real.name} ({match.describe()}), not {task.notebook}; "
+                   f"graded as {real.name}")
+            have.add(key)
+            kept.append(GradeTask(task.student_id, real.assignment, real.name, task.submission, str(real.source),
+                                  task.options, task.timestamp,
+                                  f"handed in as {task.assignment}/{task.notebook} (`{path.name}`); recognised by its content as {real.name}"))
+        result = pool.crashed(GradeTask(task.student_id, task.assignment, task.notebook, "", task.source), why, Failure.WRONG_NOTEBOOK)
+        result.submission = task.submission
+        wrong.append(result)
+    found.tasks[:] = kept
+    wrong_keys = {r.key for r in wrong}
+    found.missing[:] = [m for m in found.missing if (m.student_id, m.assignment, m.notebook) not in have | wrong_keys]
+    return wrong
+
+
+def _absent(found: Discovery, results: list[SubmissionResult], students: list[str] | None) -> list[str]:
+    """Students with nothing for a notebook that others handed in (not even an empty folder)."""
+    present = {(r.assignment, r.notebook): set() for r in results if not r.missing}
+    for r in results:
+        if (r.assignment, r.notebook) in present:
+            present[(r.assignment, r.notebook)].add(r.student_id)
+    everyone = [s for s in found.students if not students or s in students]
+    lines = []
+    for (aid, nid), who in sorted(present.items()):
+        handed = {r.student_id for r in results if (r.assignment, r.notebook) == (aid, nid)}
+        for sid in everyone:
+            if sid not in handed:
+                lines.append(f"{sid} has no {aid}/{nid}, which {len(who)} other student(s) handed in")
+    return lines
+
+
+def _write_dashboard(out: Path, results: list[SubmissionResult], absent: list[str], cleared: list[str], ignored: list[str]) -> None:
+    from grading.reporting import dashboard
+
+    dashboard.write(out / "dashboard.html", results, absent=absent, notes=cleared, ignored=ignored)

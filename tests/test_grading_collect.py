@@ -65,7 +65,7 @@ def test_collect_copies_without_touching_the_download(tmp_path):
     assert (into / "12345" / NB.assignment / f"{STEM}.ipynb").read_text() == "new attempt"
     assert (into / "jsmith" / NB.assignment / f"{STEM}.py").read_text() == "a py"
     assert (into / "777777" / NB.assignment / f"{STEM}.ipynb").read_text() == "moodle"
-    assert any("kept" in line and "older" in line for line in lines)
+    assert any("kept" in line and "left out" in line and "date-time in the name" in line for line in lines)
     assert any("no id here.ipynb" in line for line in lines if line.startswith("not collected"))
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in down.rglob("*") if p.is_file()} == before
 

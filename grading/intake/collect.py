@@ -6,9 +6,12 @@ Each ``.ipynb`` / ``.py`` file found in DOWNLOAD (sub-folders included, so Moodl
 one-folder-per-student downloads work too) is copied, never moved or changed, to
 ``SUBMITTED/<student_id>/<assignment>/<notebook>.<ext>``:
 
-* **notebook**: the course notebook whose name (file stem) appears in the file name, ignoring
-  case and punctuation (``Copy of Scoring Functions (1).ipynb`` -> ``scoring_functions``); the
-  longest name wins; ``--assignment`` restricts the candidates.
+* **notebook**: recognised by its content (its locked and answer cells,
+  :mod:`grading.intake.identify`), else the course notebook whose name (file stem) appears in the
+  file name, ignoring case and punctuation (``Copy of Scoring Functions (1).ipynb`` ->
+  ``scoring_functions``; the longest name wins).  A file named like one notebook that holds another
+  is collected as what it holds, and reported.  ``--assignment`` restricts the candidates (an
+  unknown id is an error that lists the valid ones).
 * **student id**: the named group ``student`` of ``--pattern`` (a Python regex searched in the
   file's path relative to DOWNLOAD), or else the first of these rules that matches:
 
@@ -25,30 +28,57 @@ one-folder-per-student downloads work too) is copied, never moved or changed, to
   (dates such as ``2026-11-20`` never count as ids).  Files matching no rule are listed and left
   out.  Ids are kept as found, with characters other than letters, digits, ``.``, ``_`` and ``-``
   replaced by ``_``.
-* several files for the same student and notebook (attempts): the newest is kept (by the
-  date-time in its name when there is one, else its modification time); an ``.ipynb`` beats a
-  ``.py`` of the same attempt.  Everything is listed.
+* several files for the same student and notebook (attempts): the latest is kept, ordered by
+  what the LMS writes into names, in this order: Canvas's submission (attachment) id, then its
+  ``-N`` resubmission suffix; an attempt number (``attempt_2``); a date-time in the name (Moodle,
+  Blackboard); then the file time (kept from the zip).  An ``.ipynb`` beats a ``.py`` of the same
+  attempt.  When those disagree, or nothing tells two files apart, the choice is reported as
+  AMBIGUOUS or TIE (never silently); every choice and its reason is listed (``--dry-run`` too).
+* safety: nothing is written outside ``--into`` (resolved paths are checked); symlinks are
+  skipped; ids that are dots are refused; a zip's entry count and total size are checked before
+  anything is extracted, and only notebooks and scripts are extracted; two different students
+  whose ids clean to the same id are both left out and reported, never merged.
+* errors (:class:`CollectError`, exit 2): an unknown ``--assignment``, a download that is neither a
+  folder nor a readable zip (e.g. truncated), ``--into`` naming a file, a zip over the limits.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shutil
+import stat
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from grading import course
+from grading.intake import identify
+
+SUFFIXES = (".ipynb", ".py")
+ZIP_MAX_ENTRIES = 20_000
+ZIP_MAX_BYTES = 4 * 1024**3  # uncompressed, all notebooks and scripts together
+ZIP_MAX_FILE = 256 * 1024**2  # one file
+SKIP_PARTS = (".ipynb_checkpoints", "__MACOSX")
 
 RULES: list[tuple[str, re.Pattern]] = [
-    ("Moodle", re.compile(r"_(?P<student>\d+)_assignsubmission_")),
-    ("Canvas", re.compile(r"^[^_/]+(?:_LATE)?_(?P<student>\d+)_\d+_")),
+    ("Moodle", re.compile(r"(?:^|/)(?P<name>[^/]*?)_(?P<student>\d+)_assignsubmission_")),
+    ("Canvas", re.compile(r"^(?P<name>[^_/]+)(?:_LATE)?_(?P<student>\d+)_\d+_")),
     ("number", re.compile(r"(?<![A-Za-z0-9-])(?P<student>\d{4,})(?![A-Za-z0-9-])")),
     ("name - file", re.compile(r"^(?P<student>[^/]+?)\s+-\s+")),
     ("Blackboard", re.compile(r"^(?:[^/]*?_)?(?P<student>[^_/]+)_attempt_")),
 ]
 _DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[-_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?")
+_CANVAS = re.compile(r"^[^_/]+_(?P<late>LATE_)?\d+_(?P<sub>\d+)_")
+_CANVAS_SUFFIX = re.compile(r"-(\d{1,3})\.(?:ipynb|py)$", re.IGNORECASE)
+_ATTEMPT = re.compile(r"attempt[ _-]?(\d{1,3})(?![\d-])", re.IGNORECASE)
+
+
+class CollectError(ValueError):
+    """Bad usage or a download that cannot be read (exit 2); the message says which and why."""
 
 
 def _norm(text: str) -> str:
@@ -59,17 +89,28 @@ def clean_id(raw: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw.strip()).strip("_")
 
 
-def student_of(relpath: str, pattern: re.Pattern | None = None) -> tuple[str | None, str]:
-    """(student id or None, the rule that matched)."""
+def valid_id(student: str) -> bool:
+    """A usable folder name: not empty, not only dots, no path separators."""
+    return bool(student) and not re.fullmatch(r"\.+", student) and "/" not in student and "\\" not in student
+
+
+def _match(relpath: str, pattern: re.Pattern | None) -> tuple[str | None, str, str]:
+    """(student id or None, the rule that matched, the raw identity: name and id as written)."""
     if pattern is not None:
         m = pattern.search(relpath)
-        return (clean_id(m.group("student")) if m else None), "--pattern"
-    name = relpath
+        return (clean_id(m.group("student")) if m else None), "--pattern", (m.group(0) if m else "")
     for label, rule in RULES:
-        m = rule.search(name)
+        m = rule.search(relpath)
         if m and clean_id(m.group("student")):
-            return clean_id(m.group("student")), label
-    return None, ""
+            name = m.groupdict().get("name") or ""
+            return clean_id(m.group("student")), label, f"{name.strip()}|{m.group('student').strip()}"
+    return None, "", ""
+
+
+def student_of(relpath: str, pattern: re.Pattern | None = None) -> tuple[str | None, str]:
+    """(student id or None, the rule that matched)."""
+    student, rule, _ = _match(relpath, pattern)
+    return student, rule
 
 
 def notebook_of(filename: str, candidates: list[course.Notebook]) -> course.Notebook | None:
@@ -80,80 +121,293 @@ def notebook_of(filename: str, candidates: list[course.Notebook]) -> course.Note
     return max(matches, key=lambda nb: len(_norm(nb.name)))
 
 
-def _when(path: Path, relpath: str) -> tuple:
-    m = None
-    for m in _DATETIME.finditer(relpath):
-        pass
-    stamp = tuple(int(g or 0) for g in m.groups()) if m else ()
-    return (stamp, path.stat().st_mtime, path.suffix.lower() == ".ipynb")
+# ---------------------------------------------------------------------------------------------
+# attempts
+
+
+@dataclass(frozen=True)
+class Attempt:
+    path: Path
+    rel: str
+
+    @functools.cached_property
+    def evidence(self) -> list[tuple[str, object]]:
+        """(what, value) in order of trust; None where the name does not tell."""
+        name = PurePosixPath(self.rel).name
+        canvas = _CANVAS.match(name)
+        suffix = _CANVAS_SUFFIX.search(name) if canvas else None
+        attempt = _ATTEMPT.search(self.rel)
+        stamp = None
+        for m in _DATETIME.finditer(self.rel):
+            stamp = tuple(int(g or 0) for g in m.groups())
+        return [
+            ("Canvas submission id", int(canvas.group("sub")) if canvas else None),
+            ("Canvas resubmission number", int(suffix.group(1)) if suffix else (0 if canvas else None)),
+            ("attempt number", int(attempt.group(1)) if attempt else None),
+            ("date-time in the name", stamp),
+        ]
+
+    @property
+    def mtime(self) -> float:
+        return self.path.stat().st_mtime
+
+
+def _describe(value) -> str:
+    if isinstance(value, tuple):
+        y, mo, d, h, mi, sec = value
+        return f"{y:04d}-{mo:02d}-{d:02d} {h:02d}:{mi:02d}:{sec:02d}"
+    return str(value)
+
+
+@dataclass
+class Choice:
+    kept: Attempt
+    dropped: list[Attempt]
+    reasons: list[str]
+    doubt: str | None = None  # "AMBIGUOUS" or "TIE" when the order is not clear
+
+
+def _compare(a: Attempt, b: Attempt) -> tuple[int, str, str | None]:
+    """(>0 when ``a`` is later, <0 when ``b`` is, the reason, a doubt or None)."""
+    verdicts = []
+    for (what, va), (_, vb) in zip(a.evidence, b.evidence):
+        if va is not None and vb is not None and va != vb:
+            verdicts.append((1 if va > vb else -1, f"{what} {_describe(max(va, vb))} > {_describe(min(va, vb))}"))
+    if verdicts:
+        sign, reason = verdicts[0]
+        if any(s != sign for s, _ in verdicts[1:]):
+            other = next(r for s, r in verdicts[1:] if s != sign)
+            return sign, reason, f"AMBIGUOUS: {reason}, but {other}; kept by the first"
+        return sign, reason, None
+    ta, tb = a.mtime, b.mtime
+    if abs(ta - tb) >= 2:  # zip keeps times to 2 s
+        later = max(ta, tb)
+        return (1 if ta > tb else -1), f"file time {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(later))} is later", None
+    ia, ib = a.path.suffix.lower() == ".ipynb", b.path.suffix.lower() == ".ipynb"
+    if ia != ib:
+        return (1 if ia else -1), "an .ipynb beats a .py of the same attempt", None
+    sign = 1 if a.rel > b.rel else -1
+    return sign, "nothing in the names or file times orders them", "TIE: kept the last by name; check it"
+
+
+def choose(attempts: list[Attempt]) -> Choice:
+    """The latest of several attempts, and why."""
+    best, reasons, doubts = attempts[0], [], []
+    for other in attempts[1:]:
+        sign, reason, doubt = _compare(other, best)
+        loser = best if sign > 0 else other
+        if sign > 0:
+            best = other
+        reasons.append(f"{reason} (left out {loser.rel})")
+        if doubt:
+            doubts.append(doubt)
+    dropped = [a for a in attempts if a is not best]
+    return Choice(best, dropped, reasons, "; ".join(doubts) or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
 
 
 @dataclass
 class Plan:
     copies: dict[tuple[str, str, str], tuple[Path, str]] = field(default_factory=dict)  # key -> (file, relpath)
     unmatched: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # attempts: what was kept and why
+    doubtful: list[str] = field(default_factory=list)  # AMBIGUOUS / TIE choices
+    wrong: list[str] = field(default_factory=list)  # files named like one notebook holding another
+    collisions: list[str] = field(default_factory=list)
+
+
+def _files(download: Path) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(download, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_PARTS and not (Path(folder) / d).is_symlink())
+        for name in sorted(files):
+            path = Path(folder) / name
+            if path.suffix.lower() in SUFFIXES and not path.is_symlink() and path.is_file():
+                found.append(path)
+    return found
+
+
+def check_assignment(assignment: str | None) -> None:
+    if assignment and assignment not in course.assignments():
+        raise CollectError(f"unknown assignment id `{assignment}`; valid: {', '.join(course.assignments())}")
 
 
 def plan(download: Path, pattern: str | None = None, assignment: str | None = None) -> Plan:
     regex = re.compile(pattern) if pattern else None
     if regex is not None and "student" not in regex.groupindex:
         raise ValueError("--pattern needs a named group `student`, e.g. '(?P<student>\\d+)_'")
+    check_assignment(assignment)
     candidates = course.notebooks(assignment) if assignment else course.notebooks()
     result = Plan()
-    files = sorted(p for p in Path(download).rglob("*") if p.is_file() and p.suffix.lower() in (".ipynb", ".py")
-                   and ".ipynb_checkpoints" not in p.parts and "__MACOSX" not in p.parts)
-    for path in files:
+    download = Path(download)
+    groups: dict[tuple[str, str, str], list[Attempt]] = {}
+    identities: dict[str, dict[str, str]] = {}  # student id -> raw identity -> first file
+    for path in _files(download):
         rel = path.relative_to(download).as_posix()
-        nb = notebook_of(path.name, candidates) or notebook_of(rel, candidates)
+        by_name = notebook_of(path.name, candidates) or notebook_of(rel, candidates)
+        match = identify.identify(path)
+        nb = by_name
+        if match is not None and match.notebook != by_name:
+            if match.notebook not in candidates:
+                result.unmatched.append(f"{rel}: holds {match.notebook.assignment}/{match.notebook.name}, "
+                                        f"not a notebook of --assignment {assignment}")
+                continue
+            if by_name is None:
+                result.wrong.append(f"{rel}: no notebook name in the file name; recognised by its content ({match.describe()})")
+            else:
+                result.wrong.append(f"{rel}: named like {by_name.name} but holds {match.notebook.name} "
+                                    f"({match.describe()}): collected as {match.notebook.name}")
+            nb = match.notebook
         if nb is None:
-            result.unmatched.append(f"{rel}: no course notebook name in the file name")
+            result.unmatched.append(f"{rel}: no course notebook name in the file name, and its content is not a course notebook")
             continue
-        student, _ = student_of(rel, regex)
+        student, _, identity = _match(rel, regex)
         if not student:
             result.unmatched.append(f"{rel}: no student id found (use --pattern with a group `student`)")
             continue
-        key = (student, nb.assignment, nb.name)
-        previous = result.copies.get(key)
-        if previous is None:
-            result.copies[key] = (path, rel)
-        else:
-            newer = _when(path, rel) > _when(previous[0], previous[1])
-            keep, drop = ((path, rel), previous) if newer else (previous, (path, rel))
-            result.copies[key] = keep
-            result.replaced.append(f"{student}/{nb.name}: kept {keep[1]}, left out {drop[1]} (older)")
+        if not valid_id(student):
+            result.unmatched.append(f"{rel}: `{student}` is not a usable student id")
+            continue
+        identities.setdefault(student, {}).setdefault(identity or student, rel)
+        groups.setdefault((student, nb.assignment, nb.name), []).append(Attempt(path, rel))
+    clashing = {sid for sid, ids in identities.items() if len(ids) > 1}
+    for sid in sorted(clashing):
+        shown = "; ".join(f"`{raw.replace('|', ' ').strip()}` ({rel})" for raw, rel in identities[sid].items())
+        result.collisions.append(f"{sid}: different students map to this id: {shown}; none collected (use --pattern)")
+    for key, attempts in sorted(groups.items()):
+        if key[0] in clashing:
+            continue
+        if len(attempts) == 1:
+            result.copies[key] = (attempts[0].path, attempts[0].rel)
+            continue
+        choice = choose(attempts)
+        result.copies[key] = (choice.kept.path, choice.kept.rel)
+        line = f"{key[0]}/{key[2]}: kept {choice.kept.rel}: " + "; ".join(choice.reasons)
+        result.replaced.append(line)
+        if choice.doubt:
+            result.doubtful.append(f"{key[0]}/{key[2]}: {choice.doubt}")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a zip safely
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def safe_extract(archive: Path, dest: Path) -> list[str]:
+    """Extract the notebooks and scripts of ``archive`` into ``dest``; returns what was skipped.
+
+    Limits are checked on the central directory before anything is written, and again while
+    reading (a lying size stops the copy).  File times are kept (attempts are ordered by them).
+    """
+    skipped = []
+    try:
+        with zipfile.ZipFile(archive) as z:
+            infos = z.infolist()
+            if len(infos) > ZIP_MAX_ENTRIES:
+                raise CollectError(f"{archive} has {len(infos)} entries (limit {ZIP_MAX_ENTRIES}): not extracted")
+            wanted = []
+            for info in infos:
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                if info.is_dir():
+                    continue
+                if _is_symlink(info):
+                    skipped.append(f"{info.filename}: a symbolic link")
+                    continue
+                if not info.filename.lower().endswith(SUFFIXES) or any(p in SKIP_PARTS for p in parts):
+                    continue
+                if info.filename.startswith("/") or ".." in parts or any(":" in p for p in parts[:1]):
+                    skipped.append(f"{info.filename}: a path outside the archive")
+                    continue
+                if info.file_size > ZIP_MAX_FILE:
+                    skipped.append(f"{info.filename}: {info.file_size} bytes (limit {ZIP_MAX_FILE})")
+                    continue
+                wanted.append(info)
+            total = sum(i.file_size for i in wanted)
+            if total > ZIP_MAX_BYTES:
+                raise CollectError(f"{archive} would extract to {total} bytes (limit {ZIP_MAX_BYTES}): not extracted")
+            root = dest.resolve()
+            for info in wanted:
+                target = (root / info.filename.replace("\\", "/")).resolve()
+                if not target.is_relative_to(root):
+                    skipped.append(f"{info.filename}: a path outside the archive")
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(target, "wb") as out:
+                    left = info.file_size + 1
+                    while chunk := src.read(min(1 << 20, left)):
+                        out.write(chunk)
+                        left -= len(chunk)
+                        if left <= 0:
+                            raise CollectError(f"{archive}: {info.filename} is larger than its header says: not extracted")
+                stamp = time.mktime((*info.date_time, 0, 0, -1))
+                os.utime(target, (stamp, stamp))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        raise CollectError(f"{archive} is not a readable zip ({exc}); download it again") from exc
+    return skipped
 
 
 def collect(download: Path, into: Path, pattern: str | None = None, assignment: str | None = None,
             dry_run: bool = False, log=print) -> int:
-    """Copy the files; return the number of submissions collected."""
-    download = Path(download)
+    """Copy the files; return the number of submissions collected.  Raises CollectError (exit 2)."""
+    download, into = Path(download), Path(into)
+    check_assignment(assignment)
+    if into.exists() and not into.is_dir():
+        raise CollectError(f"--into {into} is a file, not a folder: name a folder (it is created if missing)")
     tmp = None
-    if download.is_file() and zipfile.is_zipfile(download):
+    skipped: list[str] = []
+    if download.is_file():
+        if not zipfile.is_zipfile(download):
+            raise CollectError(f"{download} is not a zip file (truncated, or another format): download it again, "
+                               "or pass the folder you extracted it to")
         tmp = tempfile.TemporaryDirectory(prefix="attn-collect-")
-        with zipfile.ZipFile(download) as z:
-            z.extractall(tmp.name)
+        skipped = safe_extract(download, Path(tmp.name))
         download = Path(tmp.name)
+    elif not download.is_dir():
+        raise CollectError(f"{download} is neither a folder nor a zip file")
     try:
         result = plan(download, pattern, assignment)
-        into = Path(into)
+        root = into.resolve()
+        n = 0
         for (student, aid, name), (path, rel) in sorted(result.copies.items()):
             target = into / student / aid / f"{name}{path.suffix.lower()}"
+            if not target.resolve().is_relative_to(root):
+                result.unmatched.append(f"{rel}: would be written outside {into}; not collected")
+                continue
             log(f"{rel} -> {target}")
+            n += 1
             if not dry_run:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 for other in (target.with_suffix(".ipynb"), target.with_suffix(".py")):
-                    if other != target and other.exists():
+                    if other != target and (other.exists() or other.is_symlink()):
                         other.unlink()  # a previous collection's other format of this notebook
+                if target.is_symlink():
+                    target.unlink()
                 shutil.copy2(path, target)
         for line in result.replaced:
             log(f"attempts: {line}")
+        for line in result.doubtful:
+            log(f"CHECK attempts: {line}")
+        for line in result.wrong:
+            log(f"wrong notebook: {line}")
+        for line in result.collisions:
+            log(f"id collision: {line}")
+        for line in skipped:
+            log(f"skipped in the zip: {line}")
         for line in result.unmatched:
             log(f"not collected: {line}")
-        log(f"{len(result.copies)} submission(s) from {len({k[0] for k in result.copies})} student(s)"
-            f"{' (dry run: nothing copied)' if dry_run else f' collected into {into}'}; {len(result.unmatched)} file(s) not collected")
-        return len(result.copies)
+        students = len({k[0] for k in result.copies})
+        log(f"{n} submission(s) from {students} student(s)"
+            f"{' (dry run: nothing copied)' if dry_run else f' collected into {into}'}; {len(result.unmatched)} file(s) not collected"
+            + (f"; {len(result.doubtful)} choice(s) of attempt to check (CHECK above)" if result.doubtful else "")
+            + (f"; {len(result.collisions)} id collision(s)" if result.collisions else ""))
+        return n
     finally:
         if tmp is not None:
             tmp.cleanup()

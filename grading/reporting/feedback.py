@@ -15,7 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from grading.intake.template import Template
+from grading.intake.template import Template, load_template
+from grading.model import Status
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a;line-height:1.45}
@@ -34,17 +35,38 @@ def e(text) -> str:
     return html.escape(str(text if text is not None else ""), quote=True)
 
 
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+HIDDEN_NOTE = "# (hidden tests: run by the grader, not shown here; see solutions/)"
+
+
+def strip_hidden(source: str) -> str:
+    """``source`` with every hidden-test region replaced by one comment line."""
+    kept, inside = [], False
+    for line in source.splitlines():
+        if HIDDEN_BEGIN in line:
+            inside = True
+            kept.append(line[: len(line) - len(line.lstrip())] + HIDDEN_NOTE)
+        elif HIDDEN_END in line:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 def inert_notebook(executed: str) -> str:
     """The executed notebook for nbgrader's formgrader, with everything a student wrote made inert.
 
     Formgrader renders notebooks on the Jupyter origin, where a student's ``<script>`` or
     ``<img onerror=...>`` in a markdown answer would run as the instructor.  Every markdown cell's
     HTML is escaped (Markdown itself still renders), attachments are dropped, and only stream,
-    error and PNG/plain-text outputs are kept.
+    error and PNG/plain-text outputs are kept.  Hidden tests' source is removed, so
+    nbgrader's own Generate Feedback, which renders these notebooks for students, cannot leak them.
     """
     nb = nbformat.reads(executed, as_version=4)
     for cell in nb.cells:
         cell.pop("attachments", None)
+        if cell.cell_type == "code" and HIDDEN_BEGIN in cell.source:
+            cell.source = strip_hidden(cell.source)  # (the engine never puts a hidden check's error in outputs)
         if cell.cell_type == "markdown":
             cell.source = re.sub(r"[<>]", lambda m: {"<": "&lt;", ">": "&gt;"}[m.group()], cell.source)
         elif cell.cell_type == "code":
@@ -79,8 +101,14 @@ def _status(q) -> str:
     return '<span class="bad">failed</span>'
 
 
-def render(result, template: Template | None = None) -> str:
-    """The feedback page of one :class:`~grading.autograde.SubmissionResult`."""
+def render(result, template: Template | None = None, comments: dict[str, str] | None = None,
+           by_hand: set[str] | frozenset = frozenset()) -> str:
+    """The feedback page of one :class:`~grading.model.SubmissionResult`.
+
+    ``comments``: the instructor's comments by cell name (answer or question grade_id);
+    ``by_hand``: questions whose score a human set.
+    """
+    comments = comments or {}
     visible_code = {}
     if template is not None:
         for part in template.questions:
@@ -133,6 +161,11 @@ def render(result, template: Template | None = None) -> str:
     for q in result.questions:
         score = "&ndash;" if q.score is None else _num(q.score)
         out.append(f'<h2 id="{e(q.grade_id)}">{e(q.title or q.grade_id)}: {score} / {_num(q.max_score)} &nbsp;{_status(q)}</h2>')
+        if q.grade_id in by_hand:
+            out.append("<p>Scored by your instructor.</p>")
+        for name in dict.fromkeys(n for n in (q.grade_id, q.answer) if n):
+            if comments.get(name):
+                out.append(f'<div class="note"><b>Your instructor\'s comment:</b><pre>{e(comments[name])}</pre></div>')
         if q.properties:
             rows = "".join(
                 f"<tr><td>{e(p.name)}{' (after hand-in)' if p.hidden else ''}</td><td>{_num(p.points if p.passed else 0)} / {_num(p.points)}</td>"
@@ -192,8 +225,69 @@ def _figures(result, template) -> list[str]:
     return found[:20]
 
 
-def write(result, path: Path, template: Template | None = None) -> Path:
+def write(result, path: Path, template: Template | None = None, comments: dict[str, str] | None = None,
+          by_hand: set[str] | frozenset = frozenset()) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(result, template), encoding="utf-8")
+    path.write_text(render(result, template, comments, by_hand), encoding="utf-8")
     return path
+
+
+def with_human_marks(result, scores: dict, comments: dict) -> tuple[dict[str, str], set[str]]:
+    """Apply the gradebook's human scores to ``result`` (in place); its comments and scored ids."""
+    base = result.key
+    by_hand = set()
+    for q in result.questions:
+        score = scores.get((*base, q.grade_id))
+        if score is None:
+            continue
+        q.score, q.status, by_hand = float(score), Status.GRADED, by_hand | {q.grade_id}
+        if q.graded_by == "manual":
+            q.reason = "graded by your instructor"
+    names = {n for q in result.questions for n in (q.grade_id, q.answer) if n}
+    return {n: comments[(*base, n)] for n in names if (*base, n) in comments}, by_hand
+
+
+def regenerate(out: Path, db=None, allow_other_course: bool = False, log=print) -> int:
+    """``python -m grading feedback --out OUT [--db URL]``: rewrite OUT/feedback/ with the human part.
+
+    Reads the stored results of ``autograde`` (OUT/results/) and the gradebook's human scores and
+    comments (Formgrader), and writes every page again: written answers show their score and
+    comment, and totals include them.  Hidden tests never appear (they are not in the results, and
+    the figures come from the autograded notebooks, which hold none).  Returns the page count.
+    """
+    import json
+
+    from grading import course
+    from grading.model import SubmissionResult
+    from grading.reporting.gradebook import autograded_dir_for, check_gradebook, db_url_for, human_marks
+
+    out = Path(out)
+    results = out / "results"
+    if not results.is_dir():
+        raise FileNotFoundError(f"no graded results in {results}: run `python -m grading autograde ... --out {out}` first")
+    db_url = db_url_for(db)
+    check_gradebook(db_url, allow_other_course, must_exist=True)
+    scores, comments = human_marks(db_url)
+    autograded = autograded_dir_for(db_url)
+    sources = {(nb.assignment, nb.name): nb.source for nb in course.notebooks()}
+    templates: dict = {}
+    n = humans = 0
+    for path in sorted(results.rglob("*.json")):
+        try:
+            result = SubmissionResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log(f"skipped {path}: unreadable ({type(exc).__name__})")
+            continue
+        sid, aid, nid = result.key
+        key = (aid, nid)
+        if key not in templates and key in sources:
+            templates[key] = load_template(sources[key], aid, nid)
+        mine, by_hand = with_human_marks(result, scores, comments)
+        humans += bool(mine or by_hand)
+        executed = autograded / sid / aid / f"{nid}.ipynb"
+        result.executed = executed.read_text(encoding="utf-8") if executed.is_file() else None
+        write(result, out / "feedback" / sid / aid / f"{nid}.html", templates.get(key), mine, by_hand)
+        n += 1
+    log(f"wrote {n} feedback page(s) in {out / 'feedback'} ({humans} with scores or comments from a human)")
+    return n

@@ -1,15 +1,18 @@
 """Results in nbgrader's gradebook (so formgrader works for the written answers), and the export.
 
-Which gradebook.  By default the course gradebook configured in ``grading/nbgrader_config.py``
-(``grading/gradebook.db``), so that results accumulate over the semester, nbgrader's formgrader
-finds them (``cd grading && jupyter lab`` -> Formgrader) and ``python -m grading export`` needs
-no argument.  ``--db PATH`` selects another one (a file path or an SQLAlchemy URL); the demo and
-the tests use one inside their output folder.
+Which gradebook.  By default the course gradebook configured in the course's ``nbgrader_config.py``
+(``gradebook.db`` in the course folder), so that results accumulate over the semester, nbgrader's
+formgrader finds them (``jupyter lab`` in the course folder -> Formgrader) and ``python -m grading
+export`` needs no argument.  ``--db PATH`` selects another one (a file path or an SQLAlchemy URL);
+the demo and the tests use one inside their output folder.  :func:`check_gradebook` refuses a file
+that is not an SQLite gradebook (a CSV passed by mistake) and another course's gradebook (unless
+``--allow-other-course``): both are bad usage, exit 2.
 
-The autograded notebooks that formgrader shows go to the ``autograded`` directory configured
-for the course (``grading/autograded``) with the course gradebook, or to ``autograded/`` next
-to any other gradebook file; in that case an ``nbgrader_config.py`` is written next to it too
-(unless one exists), so that formgrader started from that folder uses this gradebook.
+The autograded notebooks that formgrader shows (hidden tests removed) go to the ``autograded``
+directory configured for the course with the course gradebook, or to ``autograded/`` next to any
+other gradebook file; that folder then becomes a course folder of its own
+(:func:`write_formgrader_config`: ``nbgrader_config.py`` with the folder as course root, and
+``source/``), because Formgrader refuses a course root outside the Jupyter server's root.
 
 How results are stored (nbgrader's own API, as its ``SaveCells`` / ``SaveAutoGrades`` do):
 
@@ -20,17 +23,23 @@ How results are stored (nbgrader's own API, as its ``SaveCells`` / ``SaveAutoGra
   awaiting a human, 0 for unanswered ones; ``needs_manual_grade`` follows nbgrader's rule (a
   human score exists, or no auto score) and is also set for questions that could not be graded
   (status ``error``) so that formgrader lists them for review;
-* answer cells left as the stub get nbgrader's auto comment "No response.".
+* answer cells left as the stub get nbgrader's auto comment "No response.";
+* a written answer whose text changed since a human scored it (:func:`changed_answers`, against
+  the autograded copy the human saw) loses that score and its comment is marked as written for an
+  earlier version.
 
 Export statuses: ``graded`` (an auto score, or a human score which then wins), ``manual``
 (waiting for a human: no score), ``error`` (could not be graded and nobody has scored it since).
+:func:`export` also writes per-student totals, or Canvas's / Moodle's grade-import files.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -70,25 +79,108 @@ def autograded_dir_for(db_url: str) -> Path:
     return Path.cwd() / "autograded"
 
 
+FORMGRADER_MARK = "Written by `python -m grading autograde`"
+
+
+def _sqlite_path(db_url: str) -> Path | None:
+    return Path(db_url[len("sqlite:///"):]) if db_url.startswith("sqlite:///") else None
+
+
 def write_formgrader_config(db_url: str, autograded: Path) -> Path | None:
-    """An nbgrader_config.py next to a non-course gradebook, so formgrader can be run from there."""
-    if db_url == course_db_url() or not db_url.startswith("sqlite:///"):
+    """Make the folder of a non-course gradebook a course folder that Formgrader opens.
+
+    Formgrader refuses a course whose root is not inside the Jupyter server's root ("The course
+    directory root is not a subdirectory of the notebook server root"), so the folder itself is
+    the course root: its ``nbgrader_config.py`` names this gradebook, ``autograded/`` beside it,
+    and ``source/`` (a copy of the course's solutions, refreshed on every run) as source.  A
+    config written by someone else is left alone.  Start ``jupyter lab`` in that folder.
+    """
+    path = _sqlite_path(db_url)
+    if db_url == course_db_url() or path is None:
         return None
-    folder = Path(db_url[len("sqlite:///"):]).parent
-    path = folder / "nbgrader_config.py"
-    if path.exists():
-        return path
+    folder = path.parent
+    config = folder / "nbgrader_config.py"
+    if config.exists() and FORMGRADER_MARK not in config.read_text(errors="replace"):
+        return config
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        '"""Written by `python -m grading autograde`: the course configuration, with this folder\'s\n'
-        'gradebook and autograded notebooks (start `jupyter lab` here and open Formgrader)."""\n\n'
+    source = folder / "source"
+    for nb in course.notebooks():
+        target = source / nb.assignment / nb.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(nb.source.read_bytes())
+    autograded_rel = os.path.relpath(autograded, folder) if Path(autograded).is_relative_to(folder) else str(autograded)
+    config.write_text(
+        f'"""{FORMGRADER_MARK}: a course folder for Formgrader with this folder\'s\n'
+        "gradebook and autograded notebooks (start `jupyter lab` here and open Formgrader).\n"
+        "Generate Feedback is safe here: the autograded notebooks hold no hidden tests and\n"
+        'ClearHiddenTests runs again on the way out; `python -m grading feedback` is the richer route."""\n\n'
+        "import os\n\n"
+        "from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor\n"
+        "from nbgrader.preprocessors import ClearHiddenTests, GetGrades\n"
         "from traitlets.config.loader import PyFileConfigLoader\n\n"
         "c = get_config()  # noqa: F821\n"
         f"c.merge(PyFileConfigLoader('nbgrader_config.py', path={str(course.root())!r}).load_config())\n"
+        "HERE = os.path.dirname(os.path.abspath(__file__))\n"
+        "c.CourseDirectory.root = HERE\n"
+        "c.CourseDirectory.source_directory = 'source'\n"
+        "c.CourseDirectory.release_directory = 'release'\n"
+        "c.CourseDirectory.submitted_directory = 'submitted'\n"
+        f"c.CourseDirectory.autograded_directory = {autograded_rel!r}\n"
+        "c.CourseDirectory.feedback_directory = 'nbgrader-feedback'  # not feedback/: that is ours\n"
         f"c.CourseDirectory.db_url = {db_url!r}\n"
-        f"c.CourseDirectory.autograded_directory = {str(autograded)!r}\n"
+        f"c.CourseDirectory.course_id = {course_id()!r}\n"
+        "c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]\n"
     )
-    return path
+    return config
+
+
+class NotAGradebook(ValueError):
+    """``--db`` names something that is not a usable gradebook of this course (exit 2)."""
+
+
+def check_gradebook(db_url: str, allow_other_course: bool = False, must_exist: bool = False) -> None:
+    """Refuse a file that is not an SQLite gradebook, and another course's gradebook.
+
+    Another course: the gradebook names courses but not this one (``course_id`` in the course's
+    nbgrader_config.py), or holds assignments this course does not have.  ``allow_other_course``
+    (``--allow-other-course``) merges into it anyway.
+    """
+    path = _sqlite_path(db_url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise NotAGradebook(f"--db {path} is a folder, not a gradebook file")
+    if not path.exists() or path.stat().st_size == 0:
+        if must_exist:
+            raise NotAGradebook(f"no gradebook at {path} (run `python -m grading autograde` first, or pass --db)")
+        return
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head != b"SQLite format 3\x00":
+        shown = head.decode("utf-8", "replace").splitlines()[0][:16] if head else ""
+        raise NotAGradebook(f"{path} is not a gradebook: not an SQLite database (it starts with {shown!r}); "
+                            "pass the gradebook.db file written by autograde")
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "course" not in tables:
+                raise NotAGradebook(f"{path} is an SQLite database but not an nbgrader gradebook (no `course` table)")
+            courses = sorted(r[0] for r in conn.execute("SELECT id FROM course"))
+            names = sorted(r[0] for r in conn.execute("SELECT name FROM assignment")) if "assignment" in tables else []
+    except sqlite3.DatabaseError as exc:
+        raise NotAGradebook(f"{path} is not a readable gradebook: {exc}") from exc
+    ours, known = course_id(), set(course.assignments())
+    foreign = [a for a in names if a not in known]
+    if allow_other_course:
+        return
+    if courses and ours not in courses:
+        raise NotAGradebook(f"{path} is the gradebook of another course ({', '.join(courses)}; this course is {ours!r}): "
+                            "refusing to merge grades into it; pass --allow-other-course to do it anyway")
+    if foreign:
+        raise NotAGradebook(f"{path} holds assignments this course does not have ({', '.join(foreign[:5])}): it looks like "
+                            "another course's gradebook; pass --allow-other-course to merge into it anyway")
 
 
 @contextmanager
@@ -120,6 +212,34 @@ def record_assignment(db_url: str, assignment: str, templates: list[Template]) -
             ) from exc
 
 
+STALE_COMMENT = "[written for an earlier version of this answer]"
+
+
+def _answer_cells(notebook_json: str) -> dict[str, str]:
+    import nbformat
+
+    try:
+        nb = nbformat.reads(notebook_json, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable old copy: nothing to compare with
+        return {}
+    found = {}
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid:
+            found[gid] = " ".join(cell.source.split())
+    return found
+
+
+def changed_answers(previous: Path, executed: str | None, grade_ids) -> set[str]:
+    """Of ``grade_ids`` (written answers), those whose text differs between the autograded
+    notebook at ``previous`` (what a human graded) and the newly ``executed`` notebook."""
+    previous = Path(previous)
+    if not executed or not previous.is_file() or not grade_ids:
+        return set()
+    old, new = _answer_cells(previous.read_text(encoding="utf-8", errors="replace")), _answer_cells(executed)
+    return {g for g in grade_ids if g in old and old.get(g) != new.get(g)}
+
+
 class GradebookWriter:
     """The single writer: one open gradebook for a whole run, one commit per submission."""
 
@@ -130,9 +250,37 @@ class GradebookWriter:
     def close(self) -> None:
         self.gb.close()
 
-    def write(self, result) -> None:
+    def write(self, result, stale: set[str] | frozenset = frozenset()) -> list[str]:
+        """Store ``result``; ``stale``: written answers whose text changed since the last run.
+
+        A human score given to the old text of a ``stale`` answer is cleared (the question is
+        back to ``manual``) and its comment marked as written for an earlier version; returns
+        ``["<grade_id>: <old score>", ...]`` for the report.
+        """
         with _quiet_sqlalchemy():
+            cleared = self._clear_stale(result, stale) if stale else []
             self._write(result)
+        return cleared
+
+    def _clear_stale(self, result, stale) -> list[str]:
+        cleared = []
+        sid, aid, nid = result.student_id, result.assignment, result.notebook
+        for gid in sorted(stale):
+            try:
+                grade = self.gb.find_grade(gid, nid, aid, sid)
+            except MissingEntry:
+                continue
+            if grade.manual_score is None:
+                continue
+            cleared.append(f"{gid}: {fmt(grade.manual_score)}")
+            grade.manual_score = None
+            try:
+                comment = self.gb.find_comment(gid, nid, aid, sid)
+                if comment.manual_comment and not comment.manual_comment.startswith(STALE_COMMENT):
+                    comment.manual_comment = f"{STALE_COMMENT} {comment.manual_comment}"
+            except MissingEntry:
+                pass
+        return cleared
 
     def _write(self, result) -> None:
         gb = self.gb
@@ -183,14 +331,33 @@ def _question_order(assignment: str, notebook: str) -> dict[str, int]:
     return {}
 
 
-def export_rows(db_url: str) -> list[list[str]]:
-    rows = []
+@dataclass
+class GradeRecord:
+    """One question of one student's notebook as the gradebook has it now (human scores win)."""
+
+    student_id: str
+    assignment: str
+    notebook: str
+    question: str
+    score: float | None
+    max_score: float
+    status: str  # graded | manual | error
+    comment: str = ""  # the human's comment, if any
+    by_hand: bool = False  # a human score (manual_score) decided it
+
+    def row(self) -> list[str]:
+        return [self.student_id, self.assignment, self.notebook, self.question, fmt(self.score), fmt(self.max_score), self.status]
+
+
+def grade_records(db_url: str) -> list[GradeRecord]:
+    records = []
     with Gradebook(db_url, course_id()) as gb:
         for assignment in sorted(gb.assignments, key=lambda a: a.name):
             orders = {nb.name: _question_order(assignment.name, nb.name) for nb in assignment.notebooks}
             for submission in sorted(assignment.submissions, key=lambda s: s.student.id):
                 for snb in sorted(submission.notebooks, key=lambda n: n.name):
                     order = orders.get(snb.name, {})
+                    comments = {c.name: (c.manual_comment or "") for c in snb.comments}
                     for grade in sorted(snb.grades, key=lambda g: (order.get(g.name, 10**6), g.name)):
                         if grade.manual_score is not None:
                             score, status = grade.manual_score, "graded"
@@ -202,23 +369,137 @@ def export_rows(db_url: str) -> list[list[str]]:
                             score, status = grade.auto_score, "graded"
                         if score is not None and grade.extra_credit:
                             score += grade.extra_credit
-                        rows.append([
-                            submission.student.id, assignment.name, snb.name, grade.name,
-                            fmt(score), fmt(grade.max_score), status,
-                        ])
-    return rows
+                        records.append(GradeRecord(
+                            submission.student.id, assignment.name, snb.name, grade.name, score, grade.max_score,
+                            status, comments.get(grade.name, ""), grade.manual_score is not None,
+                        ))
+    return records
 
 
-def export(db: str | Path | None, out: Path) -> int:
-    """Write the final table (manual grades included) from the gradebook; return the row count."""
-    db_url = db_url_for(db)
-    if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).exists():
-        raise FileNotFoundError(f"no gradebook at {db_url[len('sqlite:///'):]} (run `python -m grading autograde` first, or pass --db)")
-    rows = export_rows(db_url)
+def human_marks(db_url: str) -> tuple[dict, dict]:
+    """What humans entered (Formgrader): ({(student, assignment, notebook, grade_id): manual score},
+    {(student, assignment, notebook, cell name): manual comment})."""
+    scores, comments = {}, {}
+    with Gradebook(db_url, course_id()) as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                for snb in submission.notebooks:
+                    base = (submission.student.id, assignment.name, snb.name)
+                    for grade in snb.grades:
+                        if grade.manual_score is not None:
+                            scores[(*base, grade.name)] = grade.manual_score + (grade.extra_credit or 0)
+                    for comment in snb.comments:
+                        if comment.manual_comment:
+                            comments[(*base, comment.name)] = comment.manual_comment
+    return scores, comments
+
+
+def export_rows(db_url: str) -> list[list[str]]:
+    return [r.row() for r in grade_records(db_url)]
+
+
+TOTALS_HEADER = ["student_id", "assignment", "score", "max_score", "to_grade_by_hand", "errors"]
+FORMATS = ("csv", "canvas", "moodle")
+
+
+@dataclass
+class Total:
+    score: float = 0.0
+    max_score: float = 0.0
+    pending: float = 0.0  # points of questions awaiting a human
+    errors: int = 0
+
+    def add(self, r: GradeRecord) -> None:
+        self.score += r.score or 0
+        self.max_score += r.max_score or 0
+        self.pending += (r.max_score or 0) if r.status == "manual" else 0
+        self.errors += r.status == "error"
+
+
+def totals(records: list[GradeRecord]) -> dict[tuple[str, str], Total]:
+    """(student, assignment) -> Total, plus (student, "all") for the whole course."""
+    out: dict[tuple[str, str], Total] = {}
+    for r in records:
+        for key in ((r.student_id, r.assignment), (r.student_id, "all")):
+            out.setdefault(key, Total()).add(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] == "all", kv[0][1])))
+
+
+def totals_path(out: Path) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
+    return out.with_name(f"{out.stem}_totals{out.suffix or '.csv'}")
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(HEADER)
+        writer.writerow(header)
         writer.writerows(rows)
-    return len(rows)
+
+
+def _canvas(path: Path, records: list[GradeRecord], sums) -> list[Path]:
+    """Canvas Gradebook import (Grades > Import): Student, ID, SIS User ID, SIS Login ID, Section,
+    then one column per assignment; the second row is Canvas's own "Points Possible" row.  ``ID`` is
+    the Canvas user id that ``collect`` takes from Canvas's file names.  A column whose name matches
+    no Canvas assignment becomes a new assignment; rename a column to "<Canvas name> (<id>)" to
+    update an existing one."""
+    assignments = sorted({r.assignment for r in records})
+    students = sorted({r.student_id for r in records})
+    possible = {a: next(t.max_score for (s, aa), t in sums.items() if aa == a) for a in assignments}
+    rows = [["    Points Possible", "", "", "", "", *[fmt(possible[a]) for a in assignments]]]
+    for sid in students:
+        rows.append([sid, sid, "", "", "", *[fmt(sums[(sid, a)].score) if (sid, a) in sums else "" for a in assignments]])
+    _write_csv(path, ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *assignments], rows)
+    return [path]
+
+
+def _moodle_time() -> str:
+    import time
+
+    return time.strftime("%A, %d %B %Y, %I:%M %p")
+
+
+def _moodle(path: Path, records: list[GradeRecord], sums) -> list[Path]:
+    """Moodle's offline grading worksheet, one per assignment (Assignment > View all submissions >
+    Upload grading worksheet): Identifier ("Participant <id>", the id ``collect`` takes from
+    Moodle's folder names), Full name, Grade, Maximum Grade, Last modified (grade), Feedback
+    comments (the human comments).  Several assignments: ``<name>_<assignment>.csv`` each."""
+    assignments = sorted({r.assignment for r in records})
+    now = _moodle_time()
+    written = []
+    for a in assignments:
+        target = path if len(assignments) == 1 else path.with_name(f"{path.stem}_{a}{path.suffix or '.csv'}")
+        rows = []
+        for sid in sorted({r.student_id for r in records if r.assignment == a}):
+            t = sums[(sid, a)]
+            notes = [f"{r.question}: {r.comment}" for r in records if r.assignment == a and r.student_id == sid and r.comment]
+            rows.append([f"Participant {sid}", sid, fmt(t.score), fmt(t.max_score), now, "\n".join(notes)])
+        _write_csv(target, ["Identifier", "Full name", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments"], rows)
+        written.append(target)
+    return written
+
+
+def export(db: str | Path | None, out: Path, format: str = "csv", allow_other_course: bool = False) -> int:  # noqa: A002
+    """Write the final table (manual grades included) from the gradebook; return the row count.
+
+    ``csv`` (default): ``out`` with the grades.csv columns (contract) and ``<out>_totals.csv``
+    with per-student totals per assignment and over the course (``all``).  ``canvas`` /
+    ``moodle``: ``out`` in that LMS's grade-import format (totals per assignment).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
+    db_url = db_url_for(db)
+    check_gradebook(db_url, allow_other_course, must_exist=True)
+    records = grade_records(db_url)
+    sums = totals(records)
+    out = Path(out)
+    if format == "canvas":
+        _canvas(out, records, sums)
+    elif format == "moodle":
+        _moodle(out, records, sums)
+    else:
+        _write_csv(out, HEADER, [r.row() for r in records])
+        _write_csv(totals_path(out), TOTALS_HEADER, [
+            [sid, a, fmt(t.score), fmt(t.max_score), fmt(t.pending), t.errors] for (sid, a), t in sums.items()])
+    return len(records)

@@ -1,0 +1,178 @@
+"""collect as an instructor meets it: LMS zips with resubmissions, wrong notebooks, bad input, hostile archives.
+
+No kernels: fast.  The notebooks handed in are the released ones (their content identifies them).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from grading import course
+from grading.intake.collect import CollectError, collect, plan
+from grading.tools import synthetic
+
+NB1, NB2 = course.notebooks()[0], course.notebooks()[1]
+ROOT = course.root()
+
+
+def nb_bytes(nb, kind="complete") -> bytes:
+    return synthetic.submission(nb, kind)[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grading", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def write_zip(path, entries: dict[str, tuple[bytes, tuple]]):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, (data, when) in entries.items():
+            info = zipfile.ZipInfo(name, date_time=when)
+            z.writestr(info, data)
+    return path
+
+
+def test_canvas_late_resubmission_wins_over_the_first_attempt(tmp_path):
+    first, late = nb_bytes(NB1, "partial"), nb_bytes(NB1, "complete")
+    archive = write_zip(tmp_path / "canvas.zip", {  # the same file time: only the names tell
+        f"doejohn_22222_800001_{NB1.name}.ipynb": (first, (2026, 11, 20, 10, 0, 0)),
+        f"doejohn_LATE_22222_800099_{NB1.name}_-1.ipynb": (late, (2026, 11, 20, 10, 0, 0)),
+    })
+    lines = []
+    assert collect(archive, tmp_path / "sub", log=lines.append) == 1
+    assert (tmp_path / "sub" / "22222" / NB1.assignment / f"{NB1.name}.ipynb").read_bytes() == late
+    assert any("Canvas submission id 800099 > 800001" in line for line in lines), lines
+
+
+def test_moodle_final_beats_draft_by_the_zip_file_time(tmp_path):
+    draft, final = nb_bytes(NB1, "partial"), nb_bytes(NB1, "complete")
+    folder = "Jane Smith_12345_assignsubmission_file_"
+    archive = write_zip(tmp_path / "moodle.zip", {
+        f"{folder}/{NB1.name}_FINAL.ipynb": (final, (2026, 11, 21, 9, 30, 0)),
+        f"{folder}/{NB1.name}_draft.ipynb": (draft, (2026, 11, 19, 8, 0, 0)),
+    })
+    lines = []
+    collect(archive, tmp_path / "sub", log=lines.append)
+    assert (tmp_path / "sub" / "12345" / NB1.assignment / f"{NB1.name}.ipynb").read_bytes() == final
+    assert any("file time" in line and "_draft" in line for line in lines), lines
+
+
+def test_a_tie_is_reported_and_dry_run_shows_the_choice(tmp_path):
+    down = tmp_path / "down"
+    down.mkdir()
+    for name in (f"jsmith - {NB1.name} (1).ipynb", f"jsmith - {NB1.name} (2).ipynb"):
+        (down / name).write_bytes(nb_bytes(NB1))
+        os.utime(down / name, (1_700_000_000, 1_700_000_000))
+    lines = []
+    assert collect(down, tmp_path / "sub", dry_run=True, log=lines.append) == 1
+    assert not (tmp_path / "sub").exists()
+    assert any(line.startswith("CHECK attempts:") and "TIE" in line for line in lines), lines
+    assert any(line.startswith("attempts:") and "kept" in line for line in lines)
+    assert any("choice(s) of attempt to check" in line for line in lines)
+
+
+def test_attempt_numbers_and_dates_order_attempts(tmp_path):
+    down = tmp_path / "down"
+    down.mkdir()
+    old, new = nb_bytes(NB1, "partial"), nb_bytes(NB1, "complete")
+    (down / f"HW1_jsmith_attempt_2026-11-21-10-33-12_{NB1.name}.ipynb").write_bytes(new)
+    (down / f"HW1_jsmith_attempt_2026-11-20-10-33-12_{NB1.name}.ipynb").write_bytes(old)
+    os.utime(down / f"HW1_jsmith_attempt_2026-11-21-10-33-12_{NB1.name}.ipynb", (1_600_000_000,) * 2)  # an older file time: names win
+    collect(down, tmp_path / "sub", log=lambda *_: None)
+    assert (tmp_path / "sub" / "jsmith" / NB1.assignment / f"{NB1.name}.ipynb").read_bytes() == new
+
+
+def test_a_wrong_notebook_is_collected_as_what_it_holds(tmp_path):
+    down = tmp_path / "down"
+    down.mkdir()
+    (down / f"jsmith - {NB1.name}.ipynb").write_bytes(nb_bytes(NB2))  # notebook 02 saved under 01's name
+    (down / "ann - my homework.ipynb").write_bytes(nb_bytes(NB1))  # no notebook name at all
+    lines = []
+    assert collect(down, tmp_path / "sub", log=lines.append) == 2
+    assert (tmp_path / "sub" / "jsmith" / NB2.assignment / f"{NB2.name}.ipynb").exists()
+    assert not (tmp_path / "sub" / "jsmith" / NB1.assignment).exists()
+    assert (tmp_path / "sub" / "ann" / NB1.assignment / f"{NB1.name}.ipynb").exists()
+    assert any(line.startswith("wrong notebook:") and f"named like {NB1.name} but holds {NB2.name}" in line for line in lines), lines
+
+
+def test_bad_usage_exits_2_with_the_reason(tmp_path):
+    down = tmp_path / "down"
+    down.mkdir()
+    (down / f"jsmith - {NB1.name}.ipynb").write_bytes(nb_bytes(NB1))
+    unknown = run_cli("collect", str(down), "--into", str(tmp_path / "s"), "--assignment", "01")
+    assert unknown.returncode == 2 and "valid:" in unknown.stderr and NB1.assignment in unknown.stderr, unknown.stderr
+    archive = write_zip(tmp_path / "lms.zip", {f"jsmith - {NB1.name}.ipynb": (nb_bytes(NB1), (2026, 1, 1, 0, 0, 0))})
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    bad = run_cli("collect", str(truncated), "--into", str(tmp_path / "s"))
+    assert bad.returncode == 2 and "not a zip" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    (tmp_path / "afile").write_text("x")
+    into_file = run_cli("collect", str(down), "--into", str(tmp_path / "afile"))
+    assert into_file.returncode == 2 and "is a file" in into_file.stderr and "Traceback" not in into_file.stderr
+
+
+def test_hostile_zip_entries_never_leave_into(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"../../escape_12345_{NB1.name}.ipynb", nb_bytes(NB1))
+        link = zipfile.ZipInfo(f"link_23456_{NB1.name}.ipynb")
+        link.external_attr = (0o120777 << 16)
+        z.writestr(link, "/etc/passwd")
+        z.writestr("payload.sh", "rm -rf /")
+        z.writestr(f"ok_34567_{NB1.name}.ipynb", nb_bytes(NB1))
+    lines = []
+    collect(archive, tmp_path / "into" / "sub", log=lines.append)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["evil.zip", f"into/sub/34567/{NB1.assignment}/{NB1.name}.ipynb"], written
+    assert any("symbolic link" in line for line in lines) and any("outside the archive" in line for line in lines)
+
+
+def test_zip_limits_are_checked_before_extracting(tmp_path, monkeypatch):
+    from grading.intake import collect as module
+
+    archive = write_zip(tmp_path / "many.zip", {f"s{i}_1234{i}_{NB1.name}.ipynb": (b"{}", (2026, 1, 1, 0, 0, 0)) for i in range(5)})
+    monkeypatch.setattr(module, "ZIP_MAX_ENTRIES", 3)
+    with pytest.raises(CollectError, match="entries"):
+        collect(archive, tmp_path / "sub", log=lambda *_: None)
+    monkeypatch.setattr(module, "ZIP_MAX_ENTRIES", 100)
+    monkeypatch.setattr(module, "ZIP_MAX_BYTES", 5)
+    with pytest.raises(CollectError, match="bytes"):
+        collect(archive, tmp_path / "sub", log=lambda *_: None)
+    assert not (tmp_path / "sub").exists()
+
+
+def test_symlinks_dot_ids_and_collisions(tmp_path):
+    down = tmp_path / "down"
+    down.mkdir()
+    secret = tmp_path / "secret.ipynb"
+    secret.write_bytes(nb_bytes(NB1))
+    (down / f"link - {NB1.name}.ipynb").symlink_to(secret)
+    (down / f".. - {NB1.name}.ipynb").write_bytes(nb_bytes(NB1))
+    (down / f"j smith - {NB1.name}.ipynb").write_bytes(nb_bytes(NB1))
+    (down / f"j_smith - {NB1.name}.ipynb").write_bytes(nb_bytes(NB1))
+    lines = []
+    result = plan(down)
+    assert result.copies == {}
+    assert any("`..` is not a usable student id" in line for line in result.unmatched)
+    assert len(result.collisions) == 1 and "j_smith" in result.collisions[0] and "j smith" in result.collisions[0]
+    collect(down, tmp_path / "sub", log=lines.append)
+    assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").rglob("*.ipynb"))
+    assert any(line.startswith("id collision:") for line in lines)
+
+
+def test_timing_of_a_class_sized_zip(tmp_path):
+    """60 students, two attempts each: collected in seconds."""
+    entries = {}
+    for i in range(60):
+        entries[f"student{i}_{30000 + i}_{900000 + i}_{NB1.name}.ipynb"] = (nb_bytes(NB1, "partial"), (2026, 11, 20, 9, 0, 0))
+        entries[f"student{i}_LATE_{30000 + i}_{990000 + i}_{NB1.name}-1.ipynb"] = (nb_bytes(NB1), (2026, 11, 20, 9, 0, 0))
+    archive = write_zip(tmp_path / "class.zip", entries)
+    start = time.perf_counter()
+    assert collect(archive, tmp_path / "sub", log=lambda *_: None) == 60
+    assert time.perf_counter() - start < 60
+    assert (tmp_path / "sub" / "30007" / NB1.assignment / f"{NB1.name}.ipynb").read_bytes() == nb_bytes(NB1)
