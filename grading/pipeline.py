@@ -22,14 +22,22 @@ import nbformat
 from grading import course
 from grading import workers as pool
 from grading.execution.sandbox import enforced_limits
+from grading.intake import identify
 from grading.intake.discover import Discovery, Missing, discover
 from grading.intake.template import load_template
 from grading.model import Failure, GradeTask, SubmissionResult
 from grading.options import GradeOptions
 from grading.reporting import feedback
-from grading.intake import identify
-from grading.reporting.gradebook import (GradebookWriter, NotAGradebook, autograded_dir_for, changed_answers, check_gradebook,
-                                         db_url_for, record_assignment, write_formgrader_config)
+from grading.reporting.gradebook import (
+    GradebookWriter,
+    NotAGradebook,
+    autograded_dir_for,
+    changed_answers,
+    check_gradebook,
+    db_url_for,
+    record_assignment,
+    write_formgrader_config,
+)
 from grading.reporting.report import write_report
 from grading.reporting.table import write_grades
 from grading.reporting.terminal import Progress

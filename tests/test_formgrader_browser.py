@@ -22,11 +22,11 @@ import time
 
 import pytest
 from nbgrader.api import Gradebook
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status
 
 from grading import course
 from grading.intake.template import load_template
 from grading.tools import synthetic
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

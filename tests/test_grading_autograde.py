@@ -276,7 +276,7 @@ def test_manual_grades_reach_the_export(graded, tmp_path):
         gb.db.commit()
         sub = gb.find_submission(NB1.assignment, "complete")
         assert str(sub.timestamp).startswith("2026-11-20 10:33:12")
-    proc = run_cli("export", "--db", str(db), "--out", str(tmp_path / "final.csv"))
+    assert run_cli("export", "--db", str(db), "--out", str(tmp_path / "final.csv")).returncode == 0
     rows = {(r[0], r[3]): (r[4], r[6]) for r in csv.reader(open(tmp_path / "final.csv"))}
     assert rows[("complete", MANUAL[0])] == ("1.5", "graded")
     assert rows[("colab_py", MANUAL[0])] == ("", "manual")

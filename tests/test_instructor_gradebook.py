@@ -23,8 +23,16 @@ from grading import course
 from grading.intake.template import load_template
 from grading.model import GradedBy, QuestionResult, Status, SubmissionResult
 from grading.reporting import feedback
-from grading.reporting.gradebook import (GradebookWriter, NotAGradebook, changed_answers, check_gradebook, export,
-                                         record_assignment, totals_path, write_formgrader_config)
+from grading.reporting.gradebook import (
+    GradebookWriter,
+    NotAGradebook,
+    changed_answers,
+    check_gradebook,
+    export,
+    record_assignment,
+    totals_path,
+    write_formgrader_config,
+)
 from grading.reporting.table import HEADER
 from grading.store import ResultStore
 from grading.tools import synthetic

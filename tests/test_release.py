@@ -9,10 +9,10 @@ import pytest
 from nbgrader.validator import Validator
 
 from grading import course
+from grading.authoring.release import release
 from grading.course import load_config, notebooks
 
 ROOT, NOTEBOOKS, DEMOS = course.root(), course.released(), course.demos()
-from grading.authoring.release import release
 
 ALL = notebooks()
 IDS = [f"{nb.assignment}/{nb.filename}" for nb in ALL]

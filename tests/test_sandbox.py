@@ -26,8 +26,8 @@ def sandbox_available():
         pytest.fail(f"the sandbox is required for grading and its tests: {exc}")
 
 
-def run(code: str, limits: Limits = Limits(), timeout: float = 60, env: dict | None = None):
-    sandbox = Sandbox(limits)
+def run(code: str, limits: Limits | None = None, timeout: float = 60, env: dict | None = None):
+    sandbox = Sandbox(limits or Limits())
     try:
         return subprocess.run(sandbox.wrap([sys.executable, "-c", textwrap.dedent(code)]), capture_output=True,
                               text=True, timeout=timeout, env=env if env is not None else environment(1, True))

@@ -351,7 +351,7 @@ def render(results: list[SubmissionResult], absent: list[str] | None = None, not
             out.append(f"<h3>{e(nid)} / {e(gid)}: {len(pairs)} similar pair(s)</h3><table class=pair>")
             scores = {r.student_id: r for r in rs}
             for ratio, a, b in pairs[:TOP_PAIRS]:
-                def score(sid):
+                def score(sid, scores=scores, gid=gid):
                     r = scores[sid]
                     q = next((q for q in r.questions if q.grade_id == gid or q.answer == gid), None)
                     return "awaiting a human" if q is None or q.status is Status.MANUAL else f"{fmt(q.score or 0)}/{fmt(q.max_score)}"
