@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -81,6 +82,8 @@ def check_rows_sum_to_one(weights: object, atol: float = 1e-5, name: str = "atte
     if bool((w64 < -atol).any()):
         raise AssertionError(f"{name}: expected non-negative weights, got a minimum of {w64.min().item():.3g}")
     sums = w64.sum(dim=-1)
+    if sums.numel() and bool((sums.abs() <= atol).all()):
+        raise AssertionError(f"{name}: expected rows that sum to 1, got only rows of zeros")
     ok = ((sums - 1).abs() <= atol) | (sums.abs() <= atol)
     if not bool(ok.all()):
         worst = (sums - 1).abs()[~ok].max().item()
@@ -224,7 +227,7 @@ def _words_for(exc: BaseException) -> str:
     return f"expected a result, got {type(exc).__name__}: {_first_line(exc)}"
 
 
-_RECORDING: list | None = None  # set by the grader: every prop is recorded instead of stopping the cell
+_STATE = threading.local()  # the grader's recording, per thread (a Dask worker grades in threads)
 
 
 @dataclass
@@ -244,12 +247,12 @@ def recording() -> Iterator[list[Outcome]]:
     The grader gives a question's points property by property: each ``prop`` of its check cell
     (visible and hidden) counts equally. A student running the notebook never sees this mode.
     """
-    global _RECORDING
-    saved, _RECORDING = _RECORDING, []
+    saved = getattr(_STATE, "recording", None)
+    _STATE.recording = []
     try:
-        yield _RECORDING
+        yield _STATE.recording
     finally:
-        _RECORDING = saved
+        _STATE.recording = saved
 
 
 def _failure(name: str, answer: str | None, exc: BaseException) -> BaseException | None:
@@ -290,12 +293,14 @@ def prop(name: str, answer: str | None = None) -> Iterator[None]:
         failure = _failure(name, answer, exc)
         if failure is None:
             raise
-        if _RECORDING is not None:
-            _RECORDING.append(Outcome(name, False, failure, exc))
+        recording = getattr(_STATE, "recording", None)
+        if recording is not None:
+            recording.append(Outcome(name, False, failure, exc))
             return
         raise failure from None
-    if _RECORDING is not None:
-        _RECORDING.append(Outcome(name, True))
+    recording = getattr(_STATE, "recording", None)
+    if recording is not None:
+        recording.append(Outcome(name, True))
 
 
 def check_two_key_weights(

@@ -60,8 +60,9 @@ def _student_exception(reply: dict) -> Exception:
     known = getattr(builtins, name, None)
     base = known if isinstance(known, type) and issubclass(known, Exception) else Exception
     cls = _student_types.get(name)
-    if cls is None:
-        cls = _student_types[name] = type(name if base is not Exception else "StudentException", (base, StudentError), {})
+    if cls is None:  # shown as the student's own exception (module "sandbox"), not as the grader's
+        cls = _student_types[name] = type(name if base is not Exception else "StudentException", (base, StudentError),
+                                          {"__module__": "sandbox"})
     try:
         exc = cls(message)
     except Exception:  # an exception type with a special constructor
@@ -299,16 +300,23 @@ class Runner:
 # ------------------------------------------------------------------------------------------ values
 
 
+MAX_ITEMS = 200_000  # list, tuple and dict entries one grade cell may receive (shared references count each time)
+
+
 class Budget:
-    """Bytes a grade cell has fetched so far, against its limit."""
+    """What a grade cell has fetched so far, against its limits; and what its calls did to their arguments."""
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
+        self.limit, self.used, self.items = limit, 0, 0
+        self.mutations: list[str] = []
 
-    def charge(self, nbytes: int) -> None:
+    def charge(self, nbytes: int, items: int = 0) -> None:
         self.used += nbytes
+        self.items += items
         if self.used > self.limit:
             raise LimitExceeded(f"the check fetched more than {self.limit / 2**20:.0f} MiB of data from the notebook")
+        if self.items > MAX_ITEMS:
+            raise LimitExceeded(f"the check received more than {MAX_ITEMS} values from the notebook")
 
 
 def checked(value, budget: Budget, depth: int = 0):
@@ -325,12 +333,14 @@ def checked(value, budget: Budget, depth: int = 0):
         raise LimitExceeded("the notebook sent a value nested too deeply")
     if isinstance(value, torch.Size):
         return value
+    if isinstance(value, (list, tuple, dict)):
+        budget.charge(0, len(value) + 1)  # before walking it: repeated references must not multiply the work
     if isinstance(value, list):
         return [checked(v, budget, depth + 1) for v in value]
     if isinstance(value, tuple):
         return tuple(checked(v, budget, depth + 1) for v in value)
     if isinstance(value, dict):
-        return {k: checked(v, budget, depth + 1) for k, v in value.items()}
+        return {str(k): checked(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, str):
         budget.charge(len(value))
     return value
@@ -369,7 +379,11 @@ class RemoteObject:
     def _call(self, args, kwargs, extra: dict | None = None):
         reply = self._ask({"op": Op.CALL.value, "args": encode(args), "kwargs": encode(kwargs), **(extra or {})})
         for path, final in (reply.get("mutated") or {}).items():  # the call changed its arguments: so do ours
-            target = args[int(path[1:])] if path.startswith("a") else kwargs.get(path[1:])
+            if not isinstance(path, str) or not path[1:]:
+                continue
+            where = f"argument {int(path[1:]) + 1}" if path[0] == "a" and path[1:].isdigit() else f"argument `{path[1:]}`"
+            self._budget.mutations.append(f"{self._kind} changed its {where} in place")
+            target = args[int(path[1:])] if path[0] == "a" and path[1:].isdigit() and int(path[1:]) < len(args) else kwargs.get(path[1:])
             final = checked(final, self._budget)
             if isinstance(target, torch.Tensor) and isinstance(final, torch.Tensor):
                 with torch.no_grad():

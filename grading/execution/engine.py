@@ -145,6 +145,7 @@ class Verdict:
     stdout: str = ""
     seconds: float = 0.0
     outcomes: list = field(default_factory=list)  # attnkit properties the cell checked (partial credit)
+    mutations: list = field(default_factory=list)  # student calls that changed their arguments in place
 
 
 @dataclass
@@ -208,6 +209,7 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: f
     for name in bound:  # what the cell defined stays, for later cells (answers are always fetched anew)
         if name in local and name not in answers:
             ns.globals[name] = local[name]
+    run.mutations = list(budget.mutations)
     run.seconds = time.monotonic() - start
     return run
 
@@ -227,12 +229,20 @@ def _error(ename: str, evalue: str, student_raised: bool = False) -> dict:
     return error
 
 
+def _text_of(value, limit: int) -> str:
+    """A field of a reply as text: only a real ``str`` counts (a crafted list is never expanded), cut to ``limit``."""
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def _figures(reply: dict) -> list:
     """The student's figures as display outputs: PNG only, checked, size-capped (never HTML)."""
     outputs = []
-    for figure in (reply.get("figures") or [])[:8]:
+    figures = reply.get("figures")
+    for figure in (figures if isinstance(figures, list) else [])[:8]:
+        if not isinstance(figure, dict) or not isinstance(figure.get("png"), str):
+            continue
         try:
-            data = base64.b64decode(str(figure.get("png", "")), validate=True)
+            data = base64.b64decode(figure["png"][: 3 * MAX_FIGURE], validate=True)
         except ValueError:
             continue
         if data.startswith(PNG) and len(data) <= MAX_FIGURE:
@@ -282,6 +292,9 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         run.hidden_ran = run.hidden_ran or segment.hidden
         run.properties += [_property(o, segment.hidden) for o in verdict.outcomes]
         outcomes += verdict.outcomes
+        if verdict.mutations:  # no answer of this course may change its inputs: a property of its own
+            run.properties.append(PropertyResult("leaves its inputs unchanged", 0.0, False,
+                                                 "; ".join(dict.fromkeys(verdict.mutations))[:300], segment.hidden))
         if not segment.hidden:
             run.visible += _stream("stdout", verdict.stdout)
         if not verdict.ok:
@@ -295,8 +308,12 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
             p.points = share
         unanswered = any(isinstance(o.error, NotImplementedError) or isinstance(o.cause, NotImplementedError)
                          or (isinstance(o.cause, NameError) and getattr(o.cause, "name", None) in answers) for o in outcomes)
-        if run.error is None:  # an answer still raising NotImplementedError is not answered: no share for it
-            run.score = 0.0 if unanswered else sum(share for p in run.properties if p.passed)
+        hidden = [p for p in run.properties if p.hidden]
+        no_value_right = bool(hidden) and not any(p.passed for p in hidden)
+        if run.error is None:
+            # No share for an answer that still raises NotImplementedError, nor for one that gets no hidden
+            # check of its values right: shapes and side conditions alone earn nothing.
+            run.score = 0.0 if unanswered or no_value_right else sum(share for p in run.properties if p.passed)
     run.seconds = time.perf_counter() - now
     return run
 
@@ -343,6 +360,7 @@ def _check_inputs(template: Template) -> frozenset[str]:
 
 def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log) -> None:
     answer_cells = {p.index for p in template.answers}
+    hidden_seen = False
     needed = _check_inputs(template)
     protected = frozenset(template.context_names)
     for index, cell in enumerate(nb.cells):
@@ -376,6 +394,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
             run = _grade(runner, ns, part, answers, deadline, options, now)
+            hidden_seen = hidden_seen or run.hidden_ran
             cell.outputs = list(run.visible) + ([run.error] if run.error is not None and not run.error_segment_hidden else [])
             log.runs[index] = run
         except RunnerInterrupted:
