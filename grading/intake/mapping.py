@@ -755,11 +755,10 @@ def _restored_in_answers(script: Script, units: list[Unit], intake: Intake) -> l
     graded = "\n".join(intake.answer_source.values())
     notes = []
     for line, magic in script.restored:
-        unit = next((u for u in units if u.span and u.span[0] <= line < u.span[1]), None)
-        if unit is None:
-            continue
-        probe = next((script.lines[k].strip() for k in range(line, unit.span[1]) if script.lines[k].strip()), "")
-        if probe and probe in graded:
+        # the line itself, or for `%%time` (now an empty line) the first line of its body
+        k = next((k for k in range(line, len(script.lines)) if script.lines[k].strip()), None)
+        unit = next((u for u in units if k is not None and u.span and u.span[0] <= k < u.span[1]), None)
+        if unit is not None and script.lines[k].strip() in graded:
             what = ("the cell's body is graded; its timing or captured output is not" if magic.split()[0][2:] in PLAIN_CELL_MAGICS
                     else "run as the notebook ran it")
             notes.append(f"line {line + 1} of the .py: `{magic[:60]}`, which Colab had commented out, restored ({what})")
