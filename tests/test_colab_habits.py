@@ -2,7 +2,7 @@
 
 Each habit (:data:`grading.tools.synthetic.HABITS`: ``%matplotlib inline``, ``%%time``,
 ``drive.mount``, ``!pip install``, ``%timeit``, ``display``, ``plt.show()``, ``%%capture``, an
-indented ``%pip``, pip run through ``subprocess``) is written into *every* code answer of a
+indented ``%pip``, ``%config InlineBackend``, pip run through ``subprocess``) is written into *every* code answer of a
 correct notebook, handed in once as Colab's ``.ipynb`` and once as Colab's ``.py``.  Colab's ``.py`` also comes with each header
 (``Colab.``, ``Colaboratory.``, neither) and with CRLF line endings.  Every one must get full
 marks, the ``.py`` the same grades as the ``.ipynb``, quickly (no pip retries, no timing loops),
@@ -39,11 +39,12 @@ NOTED = {
     "plt_show": None,
     "capture": None,
     "pip_in_block": "%pip install -q torchinfo` skipped",
+    "config_inline": None,
     "pip_subprocess": None,  # pip run by the student's own code: it must fail at once (no network), not retry
 }
 # what the .py reader must say it restored (Colab commented these out)
 RESTORED = {"matplotlib_inline": "%matplotlib inline", "cell_time": "%%time", "timeit": "%timeit", "capture": "%%capture",
-            "pip_in_block": "%pip install"}
+            "pip_in_block": "%pip install", "config_inline": "%config InlineBackend"}
 VARIANTS = {  # Colab .py variants of a correct notebook with no habit: (header, crlf)
     "py_colaboratory": ("Colaboratory", False), "py_no_generated_line": (None, False), "py_crlf": ("Colab", True),
 }

@@ -130,6 +130,7 @@ HABITS = {
     "plt_show": lambda a: a + "\n\nplt.plot([0, 1], [1, 0])\nplt.title('a quick look')\nplt.show()",
     "capture": lambda a: "%%capture\n" + a,
     "pip_in_block": lambda a: "try:\n    import torchinfo\nexcept ImportError:\n    %pip install -q torchinfo\n\n" + a,
+    "config_inline": lambda a: "%config InlineBackend.figure_format = 'retina'\n" + a,
     "pip_subprocess": lambda a: "import subprocess, sys\nsubprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'torchinfo'])\n\n" + a,
 }
 
