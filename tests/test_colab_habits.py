@@ -168,3 +168,15 @@ def test_habits_cost_no_time(graded):
         for suffix in ("ipynb", "py"):
             took = _seconds(graded["sections"][f"{habit}_{suffix}"])
             assert took < plain + 20, (habit, suffix, took, plain)
+
+
+@pytest.mark.parametrize("line, once", [
+    ("sum(range(10))", "-n1 -r1 sum(range(10))"),
+    ("-n 1000 -r 7 f(x)", "-n1 -r1 f(x)"),
+    ("-n1000 -o -q f(x, -1)", "-n1 -r1 -o -q f(x, -1)"),
+    ("-p 3 -r5 1 + 1", "-n1 -r1 -p 3 1 + 1"),
+])
+def test_timeit_runs_its_statement_once(line, once):
+    from grading.sandboxed.runner import _once
+
+    assert _once(line) == once

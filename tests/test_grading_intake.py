@@ -221,6 +221,11 @@ def batch_scores(queries, keys):
 # %timeit batch_scores(torch.ones(1, 2, 3), torch.ones(1, 4, 3))
 
 # Commented out IPython magic to ensure Python compatibility.
+# %%capture
+# !pip install -q torchinfo
+# %pip install -q einops
+
+# Commented out IPython magic to ensure Python compatibility.
 # %%bash
 # echo "not Python"
 
@@ -234,7 +239,9 @@ def test_colab_real_py_restores_what_colab_commented_out(tmp_path):
     student's own commented-out %timeit (no note above its cell) stays a comment."""
     script = parse_script(REAL_COLAB_PY)
     assert not any("syntax errors" in n for n in script.notes), script.notes
-    assert [m for _, m in script.restored] == ['%pip install -q "{INSTALL_SPEC}"', "%matplotlib inline", "%%time", "%%bash"]
+    assert [m for _, m in script.restored] == ['%pip install -q "{INSTALL_SPEC}"', "%matplotlib inline", "%%time", "%%capture", "%%bash"]
+    assert "get_ipython().system('pip install -q torchinfo')" in script.lines  # inside %%capture, as IPython runs it
+    assert "get_ipython().run_line_magic('pip', 'install -q einops')" in script.lines
     intake = map_submission(write(tmp_path, "scoring_functions.py", REAL_COLAB_PY), template_of(NB1))
     assert intake.error is None and intake.format == "Colab .py download"
     assert intake.answered["masked_softmax"] and "return torch.softmax(X, dim=-1)" in intake.answer_source["masked_softmax"]
