@@ -13,7 +13,7 @@ import pytest
 
 from grading import course
 from grading.tools import synthetic
-from grading.intake.mapping import map_submission, parse_script, plain_cell_magic_body
+from grading.intake.mapping import MAGIC_NOTE, map_submission, parse_script, plain_cell_magic_body
 from grading.intake.template import load_template, same_code
 
 ALL = course.notebooks()
@@ -271,3 +271,14 @@ def test_a_time_cell_without_metadata_is_matched_by_its_body(tmp_path):
         cell.metadata.pop("nbgrader", None)
     intake = map_submission(write(tmp_path, "x.ipynb", nbformat.writes(notebook)), template_of(NB1))
     assert intake.answered["batch_scores"] and intake.answer_source["batch_scores"].startswith("%%time\n")
+
+
+def test_a_vs_code_cell_marker_after_colab_note_is_not_a_cell_magic():
+    """`# %%` (a comment in the student's cell, so Colab left it alone) must not be taken for `%%time`;
+    a cell magic after the student's own comment lines (Colab writes them `# # ...`) still is."""
+    text = ('"""x.ipynb\n\nOriginal file is located at\n    https://colab.research.google.com/drive/1\n"""\n\n'
+            f"{MAGIC_NOTE}\n# %%\n# %matplotlib inline\nx = 1\n\n"
+            f"{MAGIC_NOTE}\n# # timing\n# %%time\n# y = 2\n")
+    script = parse_script(text)
+    assert [m for _, m in script.restored] == ["%matplotlib inline", "%%time"]
+    assert "y = 2" in script.lines and "x = 1" in script.lines

@@ -295,7 +295,7 @@ def _cell_magic_lines(cell: list[str], first: int, restored: list[tuple[int, str
     ``run_cell_magic`` call, as IPython makes it, which the grader's shell runs or skips.
     """
     lead = 0
-    while lead < len(cell) and not cell[lead].startswith("%%"):
+    while lead < len(cell) and not _CELL_MAGIC_LINE.match(cell[lead]):
         lead += 1
     name, args, body = _cell_magic("\n".join(cell[lead:]))
     restored.append((first + lead, f"%%{name} {args}".strip()))
@@ -308,6 +308,7 @@ def _cell_magic_lines(cell: list[str], first: int, restored: list[tuple[int, str
     return cell[:lead] + [call] + [""] * (len(cell) - lead - 1)
 
 
+_CELL_MAGIC_LINE = re.compile(r"%%[A-Za-z_]")
 _STRING_START = re.compile(r"[rRuU]?(\"\"\"|''')")
 
 
@@ -336,7 +337,7 @@ def restore_colab_magics(lines: list[str]) -> tuple[list[str], list[tuple[int, s
                 j += 1
             cell = [_uncomment(x) for x in lines[i + 1 : j]]
             head = next((x for x in cell if x.strip() and not x.lstrip().startswith("#")), "")
-            if head.startswith("%%"):
+            if _CELL_MAGIC_LINE.match(head):
                 out[i + 1 : j] = _cell_magic_lines(cell, i + 1, restored)
                 in_cell = False
                 i = j
@@ -378,7 +379,11 @@ def parse_script(text: str) -> Script:
     """Top-level statements of a script; parts with syntax errors are kept as broken blocks."""
     notes: list[str] = []
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    raw, restored = restore_colab_magics(raw)
+    try:
+        raw, restored = restore_colab_magics(raw)
+    except Exception:  # noqa: BLE001 - never lose a readable script to this step: read it as written
+        restored = []
+        notes.append("the magics Colab commented out could not be restored: read as written")
     if restored:
         notes.append(f"{len(restored)} magic(s) that Colab's .py had commented out restored, as the notebook ran them")
     lines, state, magics = [], None, 0
