@@ -129,8 +129,8 @@ def _shell_class():
 
         def system(self, cmd):  # `!pip install ...`: no network in the sandbox, do not wait for it
             cmd = cmd.strip()
-            word = os.path.basename(cmd.split()[0]) if cmd else ""
-            if word in _INSTALLERS:
+            words = [w for w in cmd.split() if w != "sudo"]
+            if words and (os.path.basename(words[0]) in _INSTALLERS or re.search(r"-m\s+pip\b", cmd)):
                 self.notes.append(f"`!{cmd[:60]}` skipped (nothing is installed while grading)")
             else:
                 self.notes.append(f"`!{cmd[:60]}` skipped (no shell commands while grading)")
