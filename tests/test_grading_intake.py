@@ -282,3 +282,13 @@ def test_a_vs_code_cell_marker_after_colab_note_is_not_a_cell_magic():
     script = parse_script(text)
     assert [m for _, m in script.restored] == ["%matplotlib inline", "%%time"]
     assert "y = 2" in script.lines and "x = 1" in script.lines
+
+
+def test_colab_ipynb_is_laid_out_as_colab_saves_it():
+    data = json.loads(synthetic.submission(NB1, "colab_ipynb")[1])
+    assert list(data) == ["nbformat", "nbformat_minor", "metadata", "cells"] and data["nbformat_minor"] == 0
+    assert data["metadata"]["kernelspec"] == {"name": "python3", "display_name": "Python 3"} and "colab" in data["metadata"]
+    for cell in data["cells"]:
+        assert "id" not in cell and cell["metadata"]["id"] and isinstance(cell["source"], list)
+    sources = ["".join(c["source"]) for c in data["cells"] if c["cell_type"] == "code"]
+    assert any(s.startswith(("%matplotlib inline", "%%time", "!pip")) for s in sources)  # a Colab student's habits
