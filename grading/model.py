@@ -202,6 +202,7 @@ class ExecLog:
     stopped_at: int | None = None  # index of the cell where execution stopped for good
     stop_reason: str | None = None
     events: list[str] = field(default_factory=list)
+    neutralised: list[str] = field(default_factory=list)  # students' habits the sandbox made harmless, per cell
     tampering: list[str] = field(default_factory=list)
     start_seconds: float = 0.0
     run_seconds: float = 0.0

@@ -142,6 +142,7 @@ def grade_submission(task: GradeTask) -> SubmissionResult:
         result.questions = error_questions(template, log.start_error)
     else:
         result.events = list(log.events)
+        result.neutralised += log.neutralised
         result.questions = score(template, intake, log)
     result.executed = nbformat.writes(nb)
     result.timings["total"] = time.perf_counter() - t0

@@ -381,7 +381,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                     log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected)]
                 reply = runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
                 for note in reply.get("neutralised") or []:
-                    log.events.append(f"{describe_cell(template, index)}: {note}")
+                    log.neutralised.append(f"{describe_cell(template, index)}: {note}")
                 error = None if reply.get("ok") else _error(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
                 cell.outputs = (_stream("stdout", str(reply.get("stdout", ""))) + _stream("stderr", str(reply.get("stderr", "")))
                                 + _figures(reply) + ([error] if error else []))

@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import io
 import os
+import re
 import resource
 import select
 import signal
@@ -42,7 +43,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
 PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 1, 36, 38
-_PIP = ("pip", "conda", "mamba", "apt", "apt-get", "uv")
 
 
 # ---------------------------------------------------------------------------------- isolation
@@ -87,51 +87,126 @@ def isolate(scratch_bytes: int) -> list[str]:
 # ---------------------------------------------------------------------------------- the student's shell
 
 
+_NOTES: list[str] = []  # what the current cell's habits were turned into, in words (one list for the shell and google.colab)
+_INSTALLERS = ("pip", "pip3", "conda", "mamba", "micromamba", "uv", "apt", "apt-get")
+_SHELL_CELLS = ("bash", "sh", "shell", "script", "system")  # cell magics that run shell commands
+
+
+def _once(line: str) -> str:
+    """``%timeit`` options with the loop and repeat counts replaced by one run (``-n1 -r1``)."""
+    rest, kept = line.lstrip(), []
+    while m := re.match(r"(-[nrp])\s*(\d+)\s*|(-[A-Za-z]+)(?:\s+|$)", rest):
+        if m.group(3) or m.group(1) == "-p":
+            kept.append(m.group(0).strip())
+        rest = rest[m.end():]
+    return " ".join(["-n1", "-r1", *kept, rest]).strip()
+
+
 def _shell_class():
-    """IPython's shell, with the habits of real notebooks made harmless (and each noted)."""
+    """IPython's shell, with the habits of real notebooks made harmless (and each noted).
+
+    Figures: ``%matplotlib inline`` / ``%gui`` need no event loop (figures are captured as images
+    after each cell).  Installs: ``!pip``, ``%pip``, ``%conda``, ... are skipped at once (there is no
+    network; pip reached another way gives up at once too).  ``!cmd`` and ``%%bash``-like cells are
+    skipped.  ``%timeit`` / ``%%timeit`` run their statement once.  A magic this IPython does not
+    have (Colab's ``%tensorflow_version``, ``%%shell``) and an extension that is not installed
+    (``%load_ext tensorboard``) are skipped instead of failing the cell.
+    """
     from IPython.core.interactiveshell import InteractiveShell
 
     class Shell(InteractiveShell):
-        notes: list[str] = []
+        notes = _NOTES
+
+        def init_environment(self):
+            super().init_environment()
+            os.environ.update({"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_RETRIES": "0", "PIP_TIMEOUT": "1"})
 
         def enable_gui(self, gui=None):  # `%matplotlib inline`, `%gui`: no event loop here
             self.notes.append(f"`%matplotlib`/`%gui {gui or ''}`: figures are captured as images")
 
         def enable_matplotlib(self, gui=None):
-            self.notes.append(f"`%matplotlib {gui or ''}`: figures are captured as images")
+            self.notes.append(f"`%matplotlib {gui or ''}`".replace(" `", "`") + ": figures are captured as images")
             return gui, "agg"
 
         def system(self, cmd):  # `!pip install ...`: no network in the sandbox, do not wait for it
-            word = cmd.strip().split()[0] if cmd.strip() else ""
-            self.notes.append(f"`!{cmd.strip()[:60]}` skipped (no shell commands while grading)")
-            if word not in _PIP:
-                print(f"(skipped while grading: !{cmd.strip()[:60]})")
+            cmd = cmd.strip()
+            words = [w for w in cmd.split() if w != "sudo"]
+            if words and (os.path.basename(words[0]) in _INSTALLERS or re.search(r"-m\s+pip\b", cmd)):
+                self.notes.append(f"`!{cmd[:60]}` skipped (nothing is installed while grading)")
+            else:
+                self.notes.append(f"`!{cmd[:60]}` skipped (no shell commands while grading)")
+                print(f"(skipped while grading: !{cmd[:60]})")
 
         system_raw = system
+
+        def run_line_magic(self, magic_name, line, _stack_depth=1):
+            shown = f"%{magic_name} {line.strip()}".strip()[:60]
+            if magic_name in _INSTALLERS:
+                self.notes.append(f"`{shown}` skipped (nothing is installed while grading)")
+                return None
+            if self.find_line_magic(magic_name) is None:
+                self.notes.append(f"`{shown}` skipped (not available while grading)")
+                return None
+            if magic_name == "timeit":
+                self.notes.append(f"`{shown}` ran its statement once (no timing loops while grading)")
+                line = _once(line)
+            if magic_name == "load_ext":
+                try:
+                    return super().run_line_magic(magic_name, line, _stack_depth + 1)
+                except ImportError:
+                    self.notes.append(f"`{shown}` skipped (the extension is not installed here)")
+                    return None
+            return super().run_line_magic(magic_name, line, _stack_depth + 1)
+
+        def run_cell_magic(self, magic_name, line, cell):
+            shown = f"%%{magic_name} {line.strip()}".strip()[:60]
+            if magic_name in _SHELL_CELLS:
+                self.notes.append(f"`{shown}` cell skipped (no shell commands while grading)")
+                return None
+            if self.find_cell_magic(magic_name) is None:
+                self.notes.append(f"`{shown}` cell skipped (not available while grading)")
+                return None
+            if magic_name == "timeit":
+                self.notes.append(f"`{shown}` ran its cell once (no timing loops while grading)")
+                line = _once(line)
+            return super().run_cell_magic(magic_name, line, cell)
 
     return Shell
 
 
 def _fake_colab() -> None:
-    """``from google.colab import drive, files, output`` works; mounting and uploads do nothing."""
+    """``from google.colab import drive, files, output, ...`` works; Drive, uploads and secrets do nothing."""
     import types
 
     colab = types.ModuleType("google.colab")
-    notes = _shell_class().notes
+    notes = _NOTES
 
-    def _noop(what):
+    def _noop(what, value=None):
         def run(*args, **kwargs):
-            notes.append(f"`{what}` did nothing (no Google Drive or browser while grading)")
-            return {} if what == "files.upload" else None
+            notes.append(f"`{what}(...)` did nothing (no Google Drive or browser while grading)")
+            return value() if value else None
 
         return run
 
-    colab.drive = types.SimpleNamespace(mount=_noop("drive.mount"), flush_and_unmount=_noop("drive.flush_and_unmount"))
-    colab.files = types.SimpleNamespace(upload=_noop("files.upload"), download=_noop("files.download"))
-    colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: None, disable_custom_widget_manager=lambda: None,
-                                         clear=lambda *a, **k: None)
-    for sub in ("drive", "files", "output"):
-        sys.modules[f"google.colab.{sub}"] = getattr(colab, sub)
+    class SecretNotFoundError(Exception):
+        pass
+
+    def _secret(key, *args, **kwargs):
+        notes.append(f"`userdata.get({key!r})`: no secrets while grading")
+        raise SecretNotFoundError(f"Secret {key} does not exist (no Colab secrets while grading).")
+
+    subs = {
+        "drive": types.SimpleNamespace(mount=_noop("drive.mount"), flush_and_unmount=_noop("drive.flush_and_unmount")),
+        "files": types.SimpleNamespace(upload=_noop("files.upload", dict), download=_noop("files.download")),
+        "output": types.SimpleNamespace(enable_custom_widget_manager=lambda: None, disable_custom_widget_manager=lambda: None,
+                                        clear=lambda *a, **k: None, eval_js=_noop("output.eval_js")),
+        "auth": types.SimpleNamespace(authenticate_user=_noop("auth.authenticate_user")),
+        "userdata": types.SimpleNamespace(get=_secret, SecretNotFoundError=SecretNotFoundError),
+        "patches": types.SimpleNamespace(cv2_imshow=_noop("cv2_imshow")),
+    }
+    for sub, module in subs.items():
+        setattr(colab, sub, module)
+        sys.modules[f"google.colab.{sub}"] = module
     try:
         import google
     except ImportError:

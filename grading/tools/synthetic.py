@@ -7,8 +7,11 @@ with no per-notebook code: answers are the solution cells with nbgrader's soluti
 removed, stubs are the released cells.
 
 Kinds (see :data:`KINDS`): ``complete``, ``blank``, ``partial`` (every other answer solved, the
-rest left as stubs), ``colab_ipynb`` (nbformat 4.0, ids in ``metadata.id``, ``colab`` metadata,
-outputs), ``colab_py`` (Colab's "Download .py"), ``stripped`` (no nbgrader metadata, another kernel
+rest left as stubs), ``colab_ipynb`` (Colab's "Download .ipynb": nbformat 4.0, ids in ``metadata.id``,
+``colab`` metadata, outputs), ``colab_py`` (Colab's "Download .py", in Colab's real format: magics
+commented out, header of either era, CRLF for some students) (both Colab kinds carry students' habits
+in their answers, see :data:`HABITS`: ``%matplotlib inline``, ``%%time``, ``drive.mount``, ``!pip``,
+``%timeit``, ``display``, ``plt.show()``, ``%%capture``, an indented ``%pip``), ``stripped`` (no nbgrader metadata, another kernel
 name), ``duplicated`` (an answer cell and a test cell duplicated, the stub kept in the first copy),
 ``pasted`` (the answer pasted in a new cell below the untouched stub), ``reordered`` (answers moved,
 a test cell edited, another deleted, an extra cell), ``syntax_error`` (one answer does not parse),
@@ -82,57 +85,113 @@ def _middle_answer(nb: course.Notebook) -> str:
 
 
 def to_colab_ipynb(notebook: nbformat.NotebookNode, name: str, seed: int = 0) -> str:
-    """Colab's flavour: nbformat 4.0, no cell ids but ``metadata.id``, colab metadata, outputs."""
+    """Colab's File > Download > .ipynb: nbformat 4.0 with the top-level keys in Colab's order, no
+    cell ids but ``metadata.id``, sources as lists of lines, ``colab`` metadata, outputs of a run."""
     rng = random.Random(seed)
-    nb = copy.deepcopy(notebook)
-    nb.nbformat_minor = 0
-    nb.metadata = {
-        "colab": {"provenance": [], "name": f"{name}.ipynb", "gpuType": "T4"},
-        "kernelspec": {"name": "python3", "display_name": "Python 3"},
-        "language_info": {"name": "python"},
-        "accelerator": "GPU",
-    }
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+    cells = []
     count = 0
-    for cell in nb.cells:
-        cell.pop("id", None)
-        cell.metadata["id"] = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(12))
+    for cell in notebook.cells:
+        if cell.cell_type not in ("markdown", "code"):
+            continue
+        metadata = {"id": "".join(rng.choice(alphabet) for _ in range(12)), **copy.deepcopy(dict(cell.metadata))}
+        out = {"cell_type": cell.cell_type, "source": cell.source.splitlines(keepends=True), "metadata": metadata}
         if cell.cell_type == "code":
             count += 1
-            cell.execution_count = count
-            cell.metadata["colab"] = {"base_uri": "https://localhost:8080/"}
-            cell.metadata["outputId"] = f"{rng.getrandbits(128):032x}"[:8] + "-0000-0000-0000-000000000000"
-            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="torch 2.5.1+cu121 | device: cuda | seed: 0\n")] if count == 1 else []
+            metadata["colab"] = {"base_uri": "https://localhost:8080/"}
+            metadata["outputId"] = f"{rng.getrandbits(128):032x}"[:8] + "-0000-0000-0000-000000000000"
+            out["execution_count"] = count
+            out["outputs"] = ([{"output_type": "stream", "name": "stdout", "text": ["torch 2.5.1+cu121 | device: cuda | seed: 0\n"]}]
+                              if count == 1 else [])
+        cells.append(out)
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 0,
+        "metadata": {
+            "colab": {"provenance": [], "gpuType": "T4"},
+            "kernelspec": {"name": "python3", "display_name": "Python 3"},
+            "language_info": {"name": "python"},
+            "accelerator": "GPU",
+        },
+        "cells": cells,
+    }
     return json.dumps(nb, indent=2, ensure_ascii=False) + "\n"
 
 
-def to_colab_py(notebook: nbformat.NotebookNode, name: str) -> str:
-    """Colab's File > Download > .py: header docstring, markdown as strings, magics commented."""
-    cells = notebook.cells
+# Students' ordinary habits in Colab, as they write them into their answer cells.  Each must keep
+# its points; the Colab kinds carry them (:func:`with_habits`), tests/test_colab_habits.py one by one.
+HABITS = {
+    "matplotlib_inline": lambda a: "%matplotlib inline\n" + a,
+    "cell_time": lambda a: "%%time\n" + a,
+    "drive": lambda a: "from google.colab import drive, files\ndrive.mount('/content/drive')\n\n" + a,
+    "pip": lambda a: "!pip install -q torchinfo\n" + a,
+    "timeit": lambda a: a + "\n\n%timeit sum(range(1000))",
+    "display": lambda a: a + "\n\ndisplay('answer ready')",
+    "plt_show": lambda a: a + "\n\nplt.plot([0, 1], [1, 0])\nplt.title('a quick look')\nplt.show()",
+    "capture": lambda a: "%%capture\n" + a,
+    "pip_in_block": lambda a: "try:\n    import torchinfo\nexcept ImportError:\n    %pip install -q torchinfo\n\n" + a,
+    "config_inline": lambda a: "%config InlineBackend.figure_format = 'retina'\n" + a,
+    "pip_subprocess": lambda a: "import subprocess, sys\nsubprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'torchinfo'])\n\n" + a,
+}
+
+
+def with_habits(nb: course.Notebook, answers: dict[str, str], seed: int = 0, habits=None) -> dict[str, str]:
+    """``answers`` with one habit in each code answer, the habits taken in turn from ``seed``."""
+    names = list(habits or HABITS)
+    out = dict(answers)
+    for k, gid in enumerate(_code_answers(nb)):
+        if gid in out:
+            out[gid] = HABITS[names[(seed + k) % len(names)]](out[gid])
+    return out
+
+
+COLAB_NOTE = "# Commented out IPython magic to ensure Python compatibility."
+
+
+def _colab_code(source: str) -> str:
+    """A code cell as Colab's .py writes it: a cell magic comments the whole cell out line by line;
+    otherwise each line magic becomes ``# `` + the line at column 0; ``!cmd`` lines stay as written;
+    either way the cell starts with Colab's note."""
+    lines = source.split("\n")
+    head = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+    if head.startswith("%%"):
+        return "\n".join([COLAB_NOTE] + [f"# {line}" for line in lines])
+    if any(re.match(r"\s*%[A-Za-z_]", line) for line in lines):
+        return "\n".join([COLAB_NOTE] + [f"# {line}" if re.match(r"\s*%[A-Za-z_]", line) else line for line in lines])
+    return source
+
+
+def to_colab_py(notebook: nbformat.NotebookNode, name: str, header: str | None = "Colab", crlf: bool = False,
+                address: str = "https://colab.research.google.com/drive/1x2YZsyntheticCLASSxxxxxxxxxxxxxx") -> str:
+    """Colab's File > Download > .py, as Colab writes it.
+
+    A coding line; a docstring with the notebook's name, "Automatically generated by Colab." (since
+    2024; ``header="Colaboratory"`` for the older "... by Colaboratory.", ``None`` for neither),
+    "Original file is located at" and the address, then the leading markdown cells; each further
+    markdown cell as a ``\"\"\"...\"\"\"`` string; code cells with their magics commented out as Colab
+    does it (:func:`_colab_code`); cells joined by one blank line; ``crlf`` for Windows line endings.
+    """
+    cells = [c for c in notebook.cells if c.cell_type in ("markdown", "code")]
     lead = []
     i = 0
     while i < len(cells) and cells[i].cell_type == "markdown":
-        lead.append(cells[i].source.strip())
+        lead.append(cells[i].source)
         i += 1
+    generated = f"Automatically generated by {header}.\n\n" if header else ""
     parts = [
         "# -*- coding: utf-8 -*-\n"
-        f'"""{name}.ipynb\n\nAutomatically generated by Colab.\n\nOriginal file is located at\n'
-        "    https://colab.research.google.com/drive/1x2YZsyntheticCLASSxxxxxxxxxxxxxx\n"
+        f'"""{name}.ipynb\n\n{generated}Original file is located at\n    {address}\n'
         + ("\n" + "\n\n".join(lead) + "\n" if lead else "")
         + '"""'
     ]
     for cell in cells[i:]:
         if cell.cell_type == "markdown":
-            text = cell.source.strip()
+            text = cell.source
             parts.append(f'"""{text}"""' if "\n" not in text else f'"""{text}\n"""')
-        elif cell.cell_type == "code":
-            lines = []
-            for line in cell.source.splitlines():
-                if re.match(r"^\s*%", line):
-                    indent = line[: len(line) - len(line.lstrip())]
-                    line = f"{indent}# {line.lstrip()}"
-                lines.append(line)
-            parts.append("\n".join(lines).strip("\n"))
-    return "\n\n".join(parts) + "\n"
+        else:
+            parts.append(_colab_code(cell.source))
+    text = "\n\n".join(parts) + "\n"
+    return text.replace("\n", "\r\n") if crlf else text
 
 
 def submission(nb: course.Notebook, kind: str, seed: int = 0, overrides: dict[str, str] | None = None) -> tuple[str, bytes]:
@@ -170,9 +229,10 @@ def submission(nb: course.Notebook, kind: str, seed: int = 0, overrides: dict[st
         text = nbformat.writes(notebook)
         return ".ipynb", text[: len(text) // 2].encode()
     if kind == "colab_ipynb":
-        return ".ipynb", to_colab_ipynb(notebook, nb.name, seed).encode()
-    if kind == "colab_py":
-        return ".py", to_colab_py(notebook, nb.name).encode()
+        return ".ipynb", to_colab_ipynb(filled(nb, with_habits(nb, answers, seed)), nb.name, seed).encode()
+    if kind == "colab_py":  # the header of 2024 on, or of before (Colaboratory); Windows line endings for some
+        header = "Colab" if seed % 2 == 0 else "Colaboratory"
+        return ".py", to_colab_py(filled(nb, with_habits(nb, answers, seed)), nb.name, header=header, crlf=seed % 3 == 2).encode()
     if kind == "stripped":
         for cell in notebook.cells:
             cell.metadata.pop("nbgrader", None)
