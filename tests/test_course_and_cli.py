@@ -42,7 +42,10 @@ def _grades(path: Path) -> list[dict]:
 def installed(tmp_path_factory):
     """The project installed as a wheel (not editable) into a folder of its own."""
     base = tmp_path_factory.mktemp("installed")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "wheel"), str(ROOT)],
+    source = base / "source"  # a clean copy: no build/ folder of an earlier build can leak into the wheel
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", ".colab-twin",
+                                                                   "demo-output", "test-artifacts", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "wheel"), str(source)],
                    check=True, capture_output=True, timeout=300)
     wheels = list((base / "wheel").glob("attention_course_kit-*.whl"))
     assert wheels, list((base / "wheel").iterdir())

@@ -380,10 +380,15 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 if index in answer_cells:
                     log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected)]
                 reply = runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
-                for note in reply.get("neutralised") or []:
-                    log.neutralised.append(f"{describe_cell(template, index)}: {note}")
-                error = None if reply.get("ok") else _error(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
-                cell.outputs = (_stream("stdout", str(reply.get("stdout", ""))) + _stream("stderr", str(reply.get("stderr", "")))
+                notes = reply.get("neutralised")
+                for note in (notes if isinstance(notes, list) and not hidden_seen else [])[:20]:
+                    log.neutralised.append(f"{describe_cell(template, index)}: {_text_of(note, 200)}")
+                # After a hidden check has called the student's code, what the notebook says may carry the
+                # hidden inputs: from then on the feedback keeps only the type of an error, and no note.
+                evalue = "" if hidden_seen else _text_of(reply.get("evalue"), 2000)
+                error = None if reply.get("ok") is True else _error(_text_of(reply.get("ename"), 100) or "Error", evalue)
+                cell.outputs = (_stream("stdout", _text_of(reply.get("stdout"), 20_000))
+                                + _stream("stderr", _text_of(reply.get("stderr"), 20_000))
                                 + _figures(reply) + ([error] if error else []))
                 if given:
                     ns.run_trusted(cell.source)

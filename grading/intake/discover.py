@@ -9,12 +9,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grading import course
 from grading.model import GradeTask
 from grading.options import GradeOptions
+
+
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 
 
 @dataclass
@@ -49,6 +53,9 @@ def discover(submitted: Path, options: GradeOptions, assignments: list[str] | No
         by_assignment.setdefault(nb.assignment, []).append(nb)
     seen_assignments: set[str] = set()
     for student_dir in sorted(p for p in Path(submitted).iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")):
+        if not STUDENT_ID.fullmatch(student_dir.name):  # it ends up in pages, file names and the gradebook
+            found.ignored.append(f"{student_dir.name!r}: not a student id (letters, digits and . _ @ + - only)")
+            continue
         found.students.append(student_dir.name)
         if students and student_dir.name not in students:
             continue

@@ -67,7 +67,11 @@ def inert_notebook(executed: str) -> str:
         cell.pop("attachments", None)
         if cell.cell_type == "code" and HIDDEN_BEGIN in cell.source:
             cell.source = strip_hidden(cell.source)  # (the engine never puts a hidden check's error in outputs)
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
+            # a student's written answer: shown as plain text, so no link, image or LaTeX \href of it can act
+            text = cell.source.replace("`", "\u02cb")
+            cell.source = f"```text\n{text}\n```"
+        elif cell.cell_type == "markdown":
             cell.source = re.sub(r"[<>]", lambda m: {"<": "&lt;", ">": "&gt;"}[m.group()], cell.source)
         elif cell.cell_type == "code":
             kept = []

@@ -66,6 +66,33 @@ def _drop_capabilities() -> None:
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+def _forbid_keyrings() -> bool:
+    """A seccomp filter: the kernel keyrings (keyctl, add_key, request_key) answer EPERM, so a submission
+    can neither read nor change the keys of the user the grader runs as; calls of another ABI fail too."""
+    import platform
+    import struct
+
+    native = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}.get(platform.machine())
+    if native is None:
+        return False
+    audit_arch, calls = native
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    k = len(calls)
+    # 0 load arch; 1 arch != native -> deny; 2 load nr; 3 x32 numbers -> deny; 4.. one compare per call; allow; deny
+    program = [(load, 0, 0, 4), (jeq, 0, k + 3, audit_arch), (load, 0, 0, 0), (jge, k + 1, 0, 0x40000000)]
+    program += [(jeq, k - i, 0, nr) for i, nr in enumerate(calls)]
+    program += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(code)
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Program(len(program), ctypes.addressof(buffer))
+    return _libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
 def isolate(scratch_bytes: int) -> list[str]:
     """New namespaces and fresh tmpfs folders for this process and its children; what failed, in words."""
     problems = []
@@ -369,6 +396,11 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
     """PID 1 of the submission's namespaces: drop privileges, set limits, serve."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _drop_capabilities()
+    _forbid_keyrings()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the runner's stderr is shared by every submission of this worker: not theirs to use
+        os.dup2(null, fd)
+    os.close(null)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for name, key in (("RLIMIT_DATA", "memory_bytes"), ("RLIMIT_CPU", "cpu_seconds")):
         if limits.get(key):
