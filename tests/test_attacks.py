@@ -176,6 +176,8 @@ def _class(folder: Path) -> None:
     _write(folder, "c_friend", NB1, synthetic.submission(NB1, "blank")[1])
     _write(folder, "d_probe", NB1, _with_prefix(NB1, "masked_softmax", LEFTOVERS))
     _write(folder, "e_shadow", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": SHADOW})[1])
+    zeros = SHADOW.split("range =")[0]
+    _write(folder, "e_zeros", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": zeros})[1])
     _write(folder, "f_inplace", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE})[1])
     _write(folder, "g_leak", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": LEAK, "why_scale_answer": XSS})[1])
     stall = nbformat.reads(complete.decode(), as_version=4)
@@ -190,7 +192,7 @@ def _class(folder: Path) -> None:
     _write(folder, "m_pose", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": POSE})[1])
     _write(folder, "n_huge", NB3, synthetic.submission(NB3, "complete", overrides={"query121": HUGE})[1])
     _write(folder, ODD_ID, NB1, complete)
-    _write(folder, "p_keyring", NB1, _with_prefix(NB1, "batch_scores", KEYRING))
+    _write(folder, "p_keyring", NB1, _with_prefix(NB1, "masked_softmax", KEYRING))
 
 
 def _secret_keyring() -> None:
@@ -234,7 +236,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 15, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 16, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -257,15 +259,18 @@ def test_the_friend_gains_nothing(attacked):
 
 
 def test_shadowed_builtins_earn_nothing_and_are_flagged(attacked):
-    assert attacked["scores"][("e_shadow", "test_masked_softmax")] == 0
+    scores = attacked["scores"]
+    assert scores[("e_shadow", "test_masked_softmax")] == scores[("e_zeros", "test_masked_softmax")] == 0
+    assert _total(scores, "e_shadow") == _total(scores, "e_zeros")
     section = attacked["report"].split("== e_shadow")[1].split("\n== ")[0]
     for name in ("range", "float", "isinstance", "int", "bool", "tuple"):
         assert f"rebinds `{name}`" in section, section
 
 
 def test_redefined_check_inputs_earn_nothing(attacked):
-    assert attacked["scores"][("i_bmm", "test_bmm_vs_matmul")] == 0
-    assert "rebinds `A`" in attacked["report"].split("== i_bmm")[1].split("\n== ")[0]
+    section = attacked["report"].split("== i_bmm")[1].split("\n== ")[0]
+    assert attacked["scores"][("i_bmm", "test_bmm_vs_matmul")] < 1  # only bmm_accepts_2d, which it got right, counts
+    assert "matmul_shape: expected the shape matmul returns" in section and "rebinds `A`" in section
 
 
 def test_an_answer_that_modifies_its_input_is_seen_to(attacked):

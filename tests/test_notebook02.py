@@ -411,7 +411,7 @@ WRONG_ANSWERS = (
 )
 HIDDEN_ON_PURPOSE: dict[str, str] = {}
 NAMED_MISTAKES = {
-    "DistanceAttention: missing factor 1/2": "factor 1/2 of the norm term is missing",
+    "DistanceAttention: missing factor 1/2": "factor 1/2 of the norm term, or the 1/sqrt(d) scale, is missing",
     "DistanceAttention: scaled by d instead of sqrt(d)": "divided by d, not by sqrt(d)",
     "DistanceAttention: brute force (batch, n, m, d) differences": "(query, key, dimension)",
     "DistanceAttention: weights stored after dropout": "store them before dropout",

