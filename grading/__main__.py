@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:  # NotAGradebook is a ValueError
             print(f"error: {exc}", file=sys.stderr)
             return ExitCode.USAGE
-        print(f"wrote {n} grade(s) to {args.out}" + (f" ({args.format} format)" if args.format != "csv" else
-                                                    f" and per-student totals to {totals_path(args.out)}"))
+        written = [args.out] if args.out.exists() else sorted(args.out.parent.glob(f"{args.out.stem}_*{args.out.suffix}"))
+        print(f"wrote {n} grade(s) to {', '.join(str(p) for p in written)}"
+              + (f" ({args.format} format)" if args.format != "csv" else f" and per-student totals to {totals_path(args.out)}"))
         return ExitCode.OK
     if args.command == "feedback":
         from grading.reporting.feedback import regenerate
@@ -225,7 +226,8 @@ def _autograde(parser: argparse.ArgumentParser, args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INFRASTRUCTURE
     except Interrupted as exc:
-        print(f"autograde: {exc}", file=sys.stderr)
+        text = str(exc).replace("run the same command again", "run the same command without --fresh") if args.fresh else str(exc)
+        print(f"autograde: {text}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     print(f"autograde: {summary.line()}", file=sys.stderr)
     print(f"grades:   {args.out / 'grades.csv'}\nfeedback: {args.out / 'feedback'}/\nreport:   {args.out / 'report'}", file=sys.stderr)

@@ -332,6 +332,12 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
             # No share for an answer that still raises NotImplementedError, nor for one that gets no hidden
             # check of its values right: shapes and side conditions alone earn nothing.
             run.score = 0.0 if unanswered or no_value_right else sum(share for p in run.properties if p.passed)
+            if unanswered or no_value_right:
+                why = ("not counted: the answer is not finished" if unanswered
+                       else "not counted: no check of the values (after hand-in) passed")
+                for p in run.properties:
+                    if p.passed:
+                        p.reason = why
     run.seconds = time.perf_counter() - now
     return run
 

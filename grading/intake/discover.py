@@ -17,7 +17,6 @@ from grading import course
 from grading.model import GradeTask
 from grading.options import GradeOptions
 
-
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 
 

@@ -95,9 +95,20 @@ def _num(x) -> str:
     return "" if x is None else f"{float(x):g}"
 
 
+def _property_row(p) -> str:
+    counted = p.passed and not p.reason
+    result = ('<span class="ok">passed</span>' + (f" ({e(p.reason)})" if p.reason else "")) if p.passed \
+        else f'<span class="bad">failed</span>: {e(p.reason)}'
+    where = " (after hand-in)" if p.hidden else ""
+    return (f"<tr><td>{e(p.name)}{where}</td><td>{_num(round(p.points, 2) if counted else 0)} / {_num(round(p.points, 2))}</td>"
+            f"<td>{result}</td></tr>")
+
+
 def _status(q) -> str:
     if q.status == "manual":
         return '<span class="wait">to be graded by your instructor</span>'
+    if q.graded_by == "manual" and q.score is not None and q.reason != "no response (the answer is the unchanged stub)":
+        return '<span class="ok">graded by your instructor</span>'
     if q.status == "error":
         return '<span class="bad">not graded</span>'
     if q.score is not None and q.score >= q.max_score:
@@ -171,10 +182,7 @@ def render(result, template: Template | None = None, comments: dict[str, str] | 
             if comments.get(name):
                 out.append(f'<div class="note"><b>Your instructor\'s comment:</b><pre>{e(comments[name])}</pre></div>')
         if q.properties:
-            rows = "".join(
-                f"<tr><td>{e(p.name)}{' (after hand-in)' if p.hidden else ''}</td><td>{_num(p.points if p.passed else 0)} / {_num(p.points)}</td>"
-                f"<td>{'<span class=ok>passed</span>' if p.passed else '<span class=bad>failed</span>: ' + e(p.reason)}</td></tr>"
-                for p in q.properties)
+            rows = "".join(_property_row(p) for p in q.properties)
             out.append(f"<table><tr><th>Property</th><th>Points</th><th>Result</th></tr>{rows}</table>")
         if q.answer and q.answer in result.answers and q.graded_by == "auto":
             out.append(f"<p>Checks your answer <code>{e(q.answer)}</code>.</p>")

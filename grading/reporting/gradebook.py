@@ -422,6 +422,12 @@ def totals(records: list[GradeRecord]) -> dict[tuple[str, str], Total]:
     for r in records:
         for key in ((r.student_id, r.assignment), (r.student_id, "all")):
             out.setdefault(key, Total()).add(r)
+    # The course's maximum is the same for everyone: an assignment a student did not hand in counts as 0 of its points.
+    course_max = sum(max(t.max_score for (_, a), t in out.items() if a == assignment)
+                     for assignment in {a for _, a in out if a != "all"})
+    for (_, assignment), total in out.items():
+        if assignment == "all":
+            total.max_score = course_max
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] == "all", kv[0][1])))
 
 
