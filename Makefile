@@ -13,6 +13,8 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11 python3.10; 
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null \
 	&& echo $$p && break; done)
 export MPLBACKEND ?= Agg
+# Test processes (pytest-xdist): the suite waits on subprocesses and sandboxes a lot, so two share 2 cores well.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv system-packages demo test test-fast lint test-browser release execute grade collect export bench clean
 help:
@@ -67,10 +69,10 @@ demo: $(STAMP)
 	$(BIN)/python -m grading demo
 
 test: $(STAMP) system-packages lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP) lint
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check grading helpers tests

@@ -153,6 +153,7 @@ class TrustedNamespace:
     """The grader's own namespace for a notebook: given cells and grade cells run here."""
 
     globals: dict = field(default_factory=lambda: {"__name__": "__main__", "__builtins__": builtins})
+    baselines: dict = field(default_factory=dict)  # name -> (the sandbox's tensor as a course cell left it, given cell?)
 
     def run_trusted(self, source: str) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -171,21 +172,39 @@ def global_reads(code: str) -> set[str]:
     return names
 
 
-def _compare_given_tensors(runner: Runner, ns: TrustedNamespace, code: str, timeout: float, budget: Budget) -> None:
-    """Tensors the course's own cells defined (a key matrix, given inputs) that this check reads: if the
-    student's notebook changed them in place, as a student's own run of the check would notice, say so."""
+def _baseline(runner: Runner, ns: TrustedNamespace, source: str, timeout: float, given: bool) -> None:
+    """After a course cell: the sandbox's own copy of each small tensor it defined, to notice later changes.
+
+    A given (locked) cell's tensors are compared before every grade cell (helpers defined in given cells
+    read them too); a "try it" cell's only before the grade cells that read them.
+    """
     import torch
 
-    given = {n for n in global_reads(code) if isinstance(ns.globals.get(n), torch.Tensor)}
-    for name in sorted(given):
+    for name in sorted(module_binds(parse(source))):
+        value = ns.globals.get(name)
+        if isinstance(value, torch.Tensor) and value.numel() <= 1_000_000:
+            reply = runner.request({"op": "get", "name": name}, timeout)
+            if isinstance(reply.get("value"), torch.Tensor):
+                ns.baselines[name] = (reply["value"], given)
+
+
+def _compare_given_tensors(runner: Runner, ns: TrustedNamespace, code: str, timeout: float, budget: Budget) -> None:
+    """Tensors the course's given cells defined (a key matrix, inputs) that this check reads: if the student's
+    notebook has changed them since, as the student's own run of the check would notice, say so."""
+    import torch
+
+    reads = global_reads(code)
+    for name in sorted(n for n, (_, always) in ns.baselines.items() if always or n in reads):
         reply = runner.request({"op": "get", "name": name}, timeout)
-        theirs = reply.get("value")
-        if "raised" in reply or not isinstance(theirs, torch.Tensor):
+        theirs, before = reply.get("value"), ns.baselines[name][0]
+        if "raised" in reply:
             continue
-        ours = ns.globals[name]
+        if not isinstance(theirs, torch.Tensor):
+            budget.mutations.append(f"the notebook's `{name}` was replaced")
+            continue
         budget.charge(theirs.numel() * theirs.element_size())
-        if theirs.shape != ours.shape or theirs.dtype != ours.dtype or not torch.equal(theirs, ours.detach().cpu()):
-            budget.mutations.append(f"the notebook's `{name}` was changed in place")
+        if theirs.shape != before.shape or theirs.dtype != before.dtype or not torch.equal(theirs, before):
+            budget.mutations.append(f"the notebook's `{name}` was changed")
 
 
 def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: frozenset[str],
@@ -416,9 +435,11 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                                 + _figures(reply) + ([error] if error else []))
                 if given:
                     ns.run_trusted(cell.source)
+                    _baseline(runner, ns, cell.source, limit, given=True)
                 elif index not in answer_cells and needed & module_binds(parse(cell.source)):
                     # the course's own "try it" code defines inputs a check reads: build them here too
                     run_grade_cell(runner, ns, cell.source, answers, limit, options)
+                    _baseline(runner, ns, cell.source, limit, given=False)
                 log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=error)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
