@@ -154,6 +154,7 @@ class TrustedNamespace:
 
     globals: dict = field(default_factory=lambda: {"__name__": "__main__", "__builtins__": builtins})
     baselines: dict = field(default_factory=dict)  # name -> (the sandbox's tensor as a course cell left it, given cell?)
+    changed: set = field(default_factory=set)  # tracked tensors an answer cell changed
 
     def run_trusted(self, source: str) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -188,6 +189,21 @@ def _baseline(runner: Runner, ns: TrustedNamespace, source: str, timeout: float,
                 ns.baselines[name] = (reply["value"], given)
 
 
+def _refresh_baselines(runner: Runner, ns: TrustedNamespace, timeout: float, answer: bool = False) -> None:
+    """After course code ran, what it did to the tracked tensors is the new normal; after an answer cell,
+    a tracked tensor that differs is marked as changed by the answer."""
+    import torch
+
+    for name, (before, given) in list(ns.baselines.items()):
+        reply = runner.request({"op": "get", "name": name}, timeout)
+        now = reply.get("value")
+        same = isinstance(now, torch.Tensor) and now.shape == before.shape and now.dtype == before.dtype and torch.equal(now, before)
+        if answer and not same:
+            ns.changed.add(name)
+        elif not answer and isinstance(now, torch.Tensor):
+            ns.baselines[name] = (now, given)
+
+
 def _compare_given_tensors(runner: Runner, ns: TrustedNamespace, code: str, timeout: float, budget: Budget) -> None:
     """Tensors the course's given cells defined (a key matrix, inputs) that this check reads: if the student's
     notebook has changed them since, as the student's own run of the check would notice, say so."""
@@ -195,6 +211,9 @@ def _compare_given_tensors(runner: Runner, ns: TrustedNamespace, code: str, time
 
     reads = global_reads(code)
     for name in sorted(n for n, (_, always) in ns.baselines.items() if always or n in reads):
+        if name in ns.changed:
+            budget.mutations.append(f"the notebook's `{name}` was changed by an answer cell")
+            continue
         reply = runner.request({"op": "get", "name": name}, timeout)
         theirs, before = reply.get("value"), ns.baselines[name][0]
         if "raised" in reply:
@@ -433,6 +452,8 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 cell.outputs = (_stream("stdout", _text_of(reply.get("stdout"), 20_000))
                                 + _stream("stderr", _text_of(reply.get("stderr"), 20_000))
                                 + _figures(reply) + ([error] if error else []))
+                if ns.baselines:
+                    _refresh_baselines(runner, ns, limit, answer=index in answer_cells)
                 if given:
                     ns.run_trusted(cell.source)
                     _baseline(runner, ns, cell.source, limit, given=True)
@@ -443,6 +464,8 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=error)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
+            if ns.baselines:  # the visible check's own code may change its inputs: not the answer's doing
+                _refresh_baselines(runner, ns, limit)
             run = _grade(runner, ns, part, answers, deadline, options, now)
             hidden_seen = hidden_seen or run.hidden_ran
             cell.outputs = list(run.visible) + ([run.error] if run.error is not None and not run.error_segment_hidden else [])

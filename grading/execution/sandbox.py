@@ -36,6 +36,16 @@ from grading.options import Limits
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SCRATCH = "/scratch"  # the submission's working folder inside the sandbox
 RUNNER_ROOT = "/grader"  # where grading/sandboxed/ is shown: /grader/grading/sandboxed
+STASH = "/grader/stash"  # second view of the Python folders that lie under /tmp (see runner.isolate)
+
+
+def _under_tmp(path: Path) -> bool:
+    return Path(path).resolve().is_relative_to("/tmp")
+
+
+def rebinds() -> str:
+    """``stash:target`` pairs, ``;``-separated, for the Python folders under /tmp (ATTNKIT_REBIND)."""
+    return ";".join(f"{STASH}/{i}:{root}" for i, root in enumerate(python_roots()) if _under_tmp(root))
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "passwd", "group",
        "nsswitch.conf", "fonts", "ssl", "ca-certificates", "mime.types")
@@ -104,6 +114,7 @@ def environment(threads: int, sandboxed: bool) -> dict[str, str]:
 
         env["PYTHONPATH"] = os.pathsep.join([RUNNER_ROOT, str(Path(attnkit.__file__).resolve().parent.parent)])
         env["ATTNKIT_SCRATCH"] = SCRATCH
+        env["ATTNKIT_REBIND"] = rebinds()
     if threads:
         env.update({var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     return env
@@ -252,13 +263,16 @@ class Sandbox:
         for name in ETC:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-        for root in python_roots():
+        args += ["--tmpfs", "/tmp"]  # before the binds: a Python environment may live under /tmp
+        for i, root in enumerate(python_roots()):
             args += ["--ro-bind", str(root), str(root)]
+            if _under_tmp(root):  # each submission gets a fresh /tmp: it binds these back from here
+                args += ["--ro-bind", str(root), f"{STASH}/{i}"]
         args += ["--ro-bind", str(runner_package()), f"{RUNNER_ROOT}/grading/sandboxed"]
         args += [
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             "--proc", "/proc",
-            "--tmpfs", "/tmp", "--tmpfs", SCRATCH,
+            "--tmpfs", SCRATCH,
             "--remount-ro", "/",
             "--chdir", SCRATCH,
             "--unshare-all",  # network, PID, IPC, UTS, cgroup and user namespaces

@@ -41,7 +41,7 @@ from grading.sandboxed.protocol import HANDLE, MAX_MESSAGE, MAX_TEXT, Op
 SCRATCH = os.environ.get("ATTNKIT_SCRATCH") or os.getcwd()
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 1, 36, 38
 
 
@@ -104,10 +104,19 @@ def isolate(scratch_bytes: int) -> list[str]:
             f.write(text)
     _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     options = f"size={scratch_bytes},mode=1777".encode()
+    pairs = [p.split(":", 1) for p in os.environ.get("ATTNKIT_REBIND", "").split(";") if ":" in p]
+    python_in_tmp = any(p.startswith("/tmp/") for p in sys.path) and not pairs
     for folder in ("/tmp", "/dev/shm", SCRATCH):  # the scratch folder may lie in /tmp (--no-sandbox): made anew there
+        if folder == "/tmp" and python_in_tmp:  # unconfined, with Python under /tmp: a fresh /tmp would hide it
+            problems.append("no fresh /tmp (the Python environment lies under /tmp)")
+            continue
         os.makedirs(folder, exist_ok=True)
         if _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
             problems.append(f"no fresh {folder} ({os.strerror(ctypes.get_errno())})")
+    for stash, target in pairs:  # the Python folders that lie under /tmp, back where Python expects them
+        os.makedirs(target, exist_ok=True)
+        if _libc.mount(stash.encode(), target.encode(), None, MS_BIND | MS_REC, None) != 0:
+            problems.append(f"{target} not shown again ({os.strerror(ctypes.get_errno())})")
     return problems
 
 
