@@ -23,7 +23,6 @@ from grading.intake.template import Part, Template
 from grading.model import CellStatus, ExecLog, GradedBy, Hidden, QuestionResult, Status
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-STUDENT_RAISED = "raised by your code"  # marks a hidden failure whose text is the student's
 
 
 def _text(outputs) -> str:

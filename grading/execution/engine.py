@@ -37,7 +37,6 @@ from IPython.core.inputtransformer2 import TransformerManager
 from attnkit.checks import recording
 from grading.execution.client import (
     Budget,
-    LimitExceeded,
     Runner,
     RunnerError,
     RunnerInterrupted,
@@ -259,7 +258,7 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: f
             raise
         run.ok = False
         run.ename = getattr(exc, "student_type", None) or type(exc).__name__
-        run.evalue = str(exc) if not isinstance(exc, LimitExceeded) else str(exc)
+        run.evalue = str(exc)
         run.student_raised = isinstance(exc, StudentError)
     bound = used_and_bound(ast.parse(code))[1]
     for name in bound:  # what the cell defined stays, for later cells (answers are always fetched anew)
