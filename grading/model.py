@@ -201,6 +201,7 @@ class ExecLog:
     runs: dict[int, CellRun] = field(default_factory=dict)
     stopped_at: int | None = None  # index of the cell where execution stopped for good
     stop_reason: str | None = None
+    not_run: list[int] = field(default_factory=list)  # code cells after the last check: they cannot change a score
     events: list[str] = field(default_factory=list)
     neutralised: list[str] = field(default_factory=list)  # students' habits the sandbox made harmless, per cell
     tampering: list[str] = field(default_factory=list)

@@ -176,3 +176,35 @@ def test_timing_of_a_class_sized_zip(tmp_path):
     assert collect(archive, tmp_path / "sub", log=lambda *_: None) == 60
     assert time.perf_counter() - start < 60
     assert (tmp_path / "sub" / "30007" / NB1.assignment / f"{NB1.name}.ipynb").read_bytes() == nb_bytes(NB1)
+
+
+def test_collecting_again_never_replaces_a_newer_file_and_keeps_what_it_replaces(tmp_path):
+    into = tmp_path / "sub"
+    target = into / "22222" / NB1.assignment
+    late = nb_bytes(NB1, "complete")
+    first = write_zip(tmp_path / "later.zip", {f"doejohn_22222_800099_{NB1.name}.ipynb": (late, (2026, 11, 22, 10, 0, 0))})
+    assert collect(first, into, log=lambda _: None) == 1
+    # an older download (a Colab .py from before) collected into the same folder: the newer .ipynb stays
+    suffix, older_py = synthetic.submission(NB1, "colab_py")
+    assert suffix == ".py"
+    old = tmp_path / "older"
+    old.mkdir()
+    (old / f"doejohn_22222_800001_{NB1.name}.py").write_bytes(older_py)
+    os.utime(old / f"doejohn_22222_800001_{NB1.name}.py", (time.mktime((2026, 11, 20, 9, 0, 0, 0, 0, -1)),) * 2)
+    lines = []
+    assert collect(old, into, log=lines.append) == 0
+    assert (target / f"{NB1.name}.ipynb").read_bytes() == late and not (target / f"{NB1.name}.py").exists()
+    assert any("CHECK" in line and "newer than" in line for line in lines), lines
+    # the same download again: unchanged, nothing moved
+    lines = []
+    assert collect(first, into, log=lines.append) == 1
+    assert any("unchanged" in line for line in lines) and not (into / ".replaced").exists()
+    # a newer attempt replaces it, and the replaced copy is kept aside (never lost, never graded)
+    newest = nb_bytes(NB1, "partial")
+    again = write_zip(tmp_path / "newest.zip", {f"doejohn_22222_800123_{NB1.name}.ipynb": (newest, (2026, 11, 23, 10, 0, 0))})
+    lines = []
+    assert collect(again, into, log=lines.append) == 1
+    assert (target / f"{NB1.name}.ipynb").read_bytes() == newest
+    aside = list((into / ".replaced" / "22222" / NB1.assignment).iterdir())
+    assert len(aside) == 1 and aside[0].read_bytes() == late, aside
+    assert any("replaces" in line for line in lines), lines

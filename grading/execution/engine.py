@@ -419,13 +419,31 @@ def _check_inputs(template: Template) -> frozenset[str]:
     return frozenset(names - template.answer_names)
 
 
+def last_graded_cell(template: Template) -> int:
+    """The index of the last code cell that can change a score: the last test or code answer.
+
+    Code after it cannot reach any verdict (it runs after every check), so grading stops there;
+    its cells get a one-line note instead of outputs.
+    """
+    return max((p.index for p in template.parts.values() if p.kind == "test" or (p.kind == "answer" and p.cell_type == "code")),
+               default=-1)
+
+
+NOT_RUN = "(not run while grading: this cell comes after the last check, so it cannot change a score)\n"
+
+
 def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log) -> None:
     answer_cells = {p.index for p in template.answers}
     hidden_seen = False
     needed = _check_inputs(template)
     protected = frozenset(template.context_names)
+    last = last_graded_cell(template)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if index > last:
+            cell.outputs = _stream("stdout", NOT_RUN)
+            log.not_run.append(index)
             continue
         now = time.perf_counter()
         if now >= deadline:

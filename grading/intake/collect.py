@@ -38,6 +38,10 @@ one-folder-per-student downloads work too) is copied, never moved or changed, to
   skipped; ids that are dots are refused; a zip's entry count and total size are checked before
   anything is extracted, and only notebooks and scripts are extracted; two different students
   whose ids clean to the same id are both left out and reported, never merged.
+* collecting again into a folder that already holds submissions (a later download, late work): a
+  file that is already there unchanged is left alone; one that is newer than the download's
+  attempt is kept and reported (CHECK); an older one is replaced and moved aside to
+  ``SUBMITTED/.replaced/``, never deleted.
 * errors (:class:`CollectError`, exit 2): an unknown ``--assignment``, a download that is neither a
   folder nor a readable zip (e.g. truncated), ``--into`` naming a file, a zip over the limits.
 """
@@ -353,6 +357,28 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
     return skipped
 
 
+REPLACED = ".replaced"  # inside --into: earlier collections' copies that a newer attempt replaced
+
+
+def _when(path: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+
+
+def _against_existing(incoming: Path, existing: list[Path]) -> str:
+    """What to do with a file already collected for the same student and notebook.
+
+    "new": nothing there yet, or what is there is older (or a link): replace it; "same": the same bytes;
+    "older": what is there is newer than ``incoming`` (file times, 2 s apart at least): keep it.
+    """
+    files = [p for p in existing if p.is_file() and not p.is_symlink()]
+    if not files:
+        return "new"
+    if any(p.suffix == incoming.suffix.lower() and p.read_bytes() == incoming.read_bytes() for p in files):
+        return "same"
+    newest = max(p.stat().st_mtime for p in files)
+    return "older" if newest - incoming.stat().st_mtime >= 2 else "new"
+
+
 def collect(download: Path, into: Path, pattern: str | None = None, assignment: str | None = None,
             dry_run: bool = False, log=print) -> int:
     """Copy the files; return the number of submissions collected.  Raises CollectError (exit 2)."""
@@ -380,15 +406,30 @@ def collect(download: Path, into: Path, pattern: str | None = None, assignment: 
             if not target.resolve().is_relative_to(root):
                 result.unmatched.append(f"{rel}: would be written outside {into}; not collected")
                 continue
-            log(f"{rel} -> {target}")
+            existing = [p for p in (target.with_suffix(".ipynb"), target.with_suffix(".py")) if p.exists() or p.is_symlink()]
+            verdict = _against_existing(path, existing)
+            if verdict == "same":
+                log(f"{rel} -> {target} (already there, unchanged)")
+                n += 1
+                continue
+            if verdict == "older":
+                kept = existing[0]
+                line = (f"{student}/{name}: kept {kept} from an earlier collection, which is newer than {rel} "
+                        f"(file times {_when(kept)} and {_when(path)}); nothing copied")
+                result.doubtful.append(line)
+                continue
+            log(f"{rel} -> {target}" + (f" (replaces {', '.join(p.name for p in existing)}; the old copy is kept in "
+                                        f"{into / REPLACED})" if existing else ""))
             n += 1
             if not dry_run:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                for other in (target.with_suffix(".ipynb"), target.with_suffix(".py")):
-                    if other != target and (other.exists() or other.is_symlink()):
-                        other.unlink()  # a previous collection's other format of this notebook
-                if target.is_symlink():
-                    target.unlink()
+                for old in existing:  # a previous collection's copy: moved aside, never lost
+                    if old.is_symlink():
+                        old.unlink()
+                        continue
+                    aside = into / REPLACED / student / aid / f"{old.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+                    aside.parent.mkdir(parents=True, exist_ok=True)
+                    old.replace(aside)
                 shutil.copy2(path, target)
         for line in result.replaced:
             log(f"attempts: {line}")
