@@ -23,6 +23,7 @@ from grading import course
 from grading import workers as pool
 from grading.execution.sandbox import enforced_limits
 from grading.intake import identify
+from grading.intake.collect import read_roster
 from grading.intake.discover import Discovery, Missing, discover
 from grading.intake.template import load_template
 from grading.model import Failure, GradeTask, SubmissionResult
@@ -151,11 +152,11 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         by_assignment.setdefault(nb.assignment, []).append(load_template(nb.source, nb.assignment, nb.name))
     for assignment in sorted({t.assignment for t in found.tasks} | {m.assignment for m in found.missing} | {r.assignment for r in wrong}):
         record_assignment(db_url, assignment, by_assignment[assignment])
-    formgrader_config = write_formgrader_config(db_url, autograded)
+    formgrader_config = write_formgrader_config(db_url, autograded, Path(submitted))
     templates = {(t.assignment, t.notebook): t for ts in by_assignment.values() for t in ts}
 
     store = ResultStore(out)
-    writer = GradebookWriter(db_url)
+    writer = GradebookWriter(db_url, read_roster(Path(submitted)))
     results: list[SubmissionResult] = []
     reused: list[SubmissionResult] = []
     cleared: list[str] = []  # human scores of written answers that were resubmitted

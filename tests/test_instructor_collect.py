@@ -208,3 +208,19 @@ def test_collecting_again_never_replaces_a_newer_file_and_keeps_what_it_replaces
     aside = list((into / ".replaced" / "22222" / NB1.assignment).iterdir())
     assert len(aside) == 1 and aside[0].read_bytes() == late, aside
     assert any("replaces" in line for line in lines), lines
+
+
+def test_names_from_the_lms_files_go_into_the_roster_and_corrections_stay(tmp_path):
+    from grading.intake.collect import read_roster
+
+    archive = write_zip(tmp_path / "moodle.zip", {
+        f"Jane Smith_12345_assignsubmission_file_/{NB1.name}.ipynb": (nb_bytes(NB1), (2026, 11, 21, 9, 30, 0)),
+        f"Li\x1b]0;pwn\x07 Wei_23456_assignsubmission_file_/{NB1.name}.ipynb": (nb_bytes(NB1), (2026, 11, 21, 9, 30, 0)),
+    })
+    into = tmp_path / "sub"
+    collect(archive, into, log=lambda _: None)
+    roster = read_roster(into)
+    assert roster["12345"] == "Jane Smith" and "\x1b" not in roster["23456"] and "\x07" not in roster["23456"]
+    (into / "roster.csv").write_text("student_id,name\n12345,Jane A. Smith\n")  # corrected by hand
+    collect(archive, into, log=lambda _: None)
+    assert read_roster(into)["12345"] == "Jane A. Smith" and "23456" in read_roster(into)

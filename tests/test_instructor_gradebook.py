@@ -61,13 +61,13 @@ def fabricate(student: str, full: bool = True, answer_text: str = "Because the v
     return r
 
 
-def grade_into(folder: Path, results: list[SubmissionResult]) -> str:
+def grade_into(folder: Path, results: list[SubmissionResult], names: dict[str, str] | None = None) -> str:
     """What autograde's single writer does for each result (gradebook, autograded notebook, store)."""
     db_url = f"sqlite:///{folder / 'gradebook.db'}"
     folder.mkdir(parents=True, exist_ok=True)
     record_assignment(db_url, NB.assignment, [T])
     write_formgrader_config(db_url, folder / "autograded")
-    writer = GradebookWriter(db_url)
+    writer = GradebookWriter(db_url, names)
     store = ResultStore(folder)
     for r in results:
         target = folder / "autograded" / r.student_id / NB.assignment / f"{NB.name}.ipynb"
@@ -106,6 +106,23 @@ def test_db_folder_is_a_course_folder_formgrader_accepts(tmp_path):
     autograded = (tmp_path / "out" / "autograded" / "ann" / NB.assignment / NB.filename).read_text()
     assert "BEGIN HIDDEN TESTS" not in autograded
     assert not [line for line in hidden_lines() if line in autograded]
+
+
+def test_formgrader_counts_the_submissions_of_a_db_course_folder(tmp_path):
+    """Manage Assignments counts student folders in nbgrader's submitted folder: it is the folder graded."""
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    submitted = tmp_path / "elsewhere" / "submitted"
+    for sid in ("ann", "bob", "cy"):
+        (submitted / sid / NB.assignment).mkdir(parents=True)
+    out = tmp_path / "out"
+    db_url = grade_into(out, [fabricate("ann"), fabricate("bob")])
+    write_formgrader_config(db_url, out / "autograded", submitted)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(out)).load_config()
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    assert api.get_submitted_students(NB.assignment) == {"ann", "bob", "cy"}
+    assert api.get_assignment(NB.assignment)["num_submissions"] == 3
 
 
 def test_nbgrader_generate_feedback_leaks_no_hidden_test(tmp_path):
@@ -158,7 +175,7 @@ def test_a_resubmitted_written_answer_loses_its_old_manual_score(tmp_path):
 
 def test_export_totals_and_lms_formats(tmp_path):
     out = tmp_path / "out"
-    db_url = grade_into(out, [fabricate("12345"), fabricate("23456", full=False)])
+    db_url = grade_into(out, [fabricate("12345"), fabricate("23456", full=False)], names={"12345": "Jane van Smith"})
     hand_grade(db_url, "12345", 1.5, "Nice & clear.")
     n = export(out / "gradebook.db", tmp_path / "final.csv")
     assert n == 2 * len(T.questions)
@@ -179,12 +196,14 @@ def test_export_totals_and_lms_formats(tmp_path):
     assert canvas[1][0].strip() == "Points Possible" and float(canvas[1][5]) == full
     by_id = {r[1]: r for r in canvas[2:]}
     assert float(by_id["12345"][5]) == auto + 1.5 and float(by_id["23456"][5]) == 0
+    assert by_id["12345"][0] == "Smith, Jane van" and by_id["23456"][0] == "23456"  # no name known: the id
 
     export(out / "gradebook.db", tmp_path / "moodle.csv", "moodle")
     moodle = list(csv.DictReader(open(tmp_path / "moodle.csv")))
     assert {"Identifier", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments"} <= set(moodle[0])
     row = next(r for r in moodle if r["Identifier"] == "Participant 12345")
     assert float(row["Grade"]) == auto + 1.5 and "Nice & clear." in row["Feedback comments"]
+    assert row["Full name"] == "Jane van Smith"
 
 
 def test_a_csv_or_another_course_is_not_a_gradebook(tmp_path):

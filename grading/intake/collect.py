@@ -38,6 +38,10 @@ one-folder-per-student downloads work too) is copied, never moved or changed, to
   skipped; ids that are dots are refused; a zip's entry count and total size are checked before
   anything is extracted, and only notebooks and scripts are extracted; two different students
   whose ids clean to the same id are both left out and reported, never merged.
+* names: the student's name as the LMS wrote it (Moodle's ``Jane Smith``, Canvas's ``smithjane``)
+  goes into ``SUBMITTED/roster.csv`` (``student_id,name``; names already there are kept, so a
+  corrected one stays); autograde puts them into the gradebook, and ``export --format
+  canvas|moodle`` writes them in the name columns.
 * collecting again into a folder that already holds submissions (a later download, late work): a
   file that is already there unchanged is left alone; one that is newer than the download's
   attempt is kept and reported (CHECK); an older one is replaced and moved aside to
@@ -48,6 +52,8 @@ one-folder-per-student downloads work too) is copied, never moved or changed, to
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import functools
 import os
 import re
@@ -221,6 +227,7 @@ class Plan:
     doubtful: list[str] = field(default_factory=list)  # AMBIGUOUS / TIE choices
     wrong: list[str] = field(default_factory=list)  # files named like one notebook holding another
     collisions: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # student id -> name as the LMS wrote it
 
 
 def _files(download: Path) -> list[Path]:
@@ -276,11 +283,16 @@ def plan(download: Path, pattern: str | None = None, assignment: str | None = No
             result.unmatched.append(f"{rel}: `{student}` is not a usable student id")
             continue
         identities.setdefault(student, {}).setdefault(identity or student, rel)
+        name = re.sub(r"[\x00-\x1f\x7f-\x9f]", "", identity.partition("|")[0]).strip()[:100] if identity else ""
+        if name and name != student:
+            result.names.setdefault(student, name)
         groups.setdefault((student, nb.assignment, nb.name), []).append(Attempt(path, rel))
     clashing = {sid for sid, ids in identities.items() if len(ids) > 1}
     for sid in sorted(clashing):
         shown = "; ".join(f"`{raw.replace('|', ' ').strip()}` ({rel})" for raw, rel in identities[sid].items())
         result.collisions.append(f"{sid}: different students map to this id: {shown}; none collected (use --pattern)")
+    for sid in clashing:
+        result.names.pop(sid, None)
     for key, attempts in sorted(groups.items()):
         if key[0] in clashing:
             continue
@@ -357,6 +369,7 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
     return skipped
 
 
+ROSTER = "roster.csv"  # inside --into: student id, name as the LMS wrote it; autograde puts the names into the gradebook
 REPLACED = ".replaced"  # inside --into: earlier collections' copies that a newer attempt replaced
 
 
@@ -377,6 +390,28 @@ def _against_existing(incoming: Path, existing: list[Path]) -> str:
         return "same"
     newest = max(p.stat().st_mtime for p in files)
     return "older" if newest - incoming.stat().st_mtime >= 2 else "new"
+
+
+def read_roster(into: Path) -> dict[str, str]:
+    """student id -> name from ``INTO/roster.csv`` (empty when there is none)."""
+    path = Path(into) / ROSTER
+    if not path.is_file():
+        return {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, csv.Error):
+        with open(path, newline="", encoding="utf-8") as f:
+            return {row["student_id"]: row["name"] for row in csv.DictReader(f) if row.get("student_id") and row.get("name")}
+    return {}
+
+
+def _write_roster(into: Path, names: dict[str, str]) -> None:
+    """Add the names found to ``INTO/roster.csv``; names already there (perhaps corrected by hand) are kept."""
+    merged = {**names, **read_roster(into)}
+    if not merged:
+        return
+    with open(Path(into) / ROSTER, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "name"])
+        writer.writerows(sorted(merged.items()))
 
 
 def collect(download: Path, into: Path, pattern: str | None = None, assignment: str | None = None,
@@ -431,6 +466,8 @@ def collect(download: Path, into: Path, pattern: str | None = None, assignment: 
                     aside.parent.mkdir(parents=True, exist_ok=True)
                     old.replace(aside)
                 shutil.copy2(path, target)
+        if not dry_run and n:
+            _write_roster(into, {sid: name for sid, name in result.names.items() if any(k[0] == sid for k in result.copies)})
         for line in result.replaced:
             log(f"attempts: {line}")
         for line in result.doubtful:

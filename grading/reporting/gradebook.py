@@ -86,14 +86,15 @@ def _sqlite_path(db_url: str) -> Path | None:
     return Path(db_url[len("sqlite:///"):]) if db_url.startswith("sqlite:///") else None
 
 
-def write_formgrader_config(db_url: str, autograded: Path) -> Path | None:
+def write_formgrader_config(db_url: str, autograded: Path, submitted: Path | None = None) -> Path | None:
     """Make the folder of a non-course gradebook a course folder that Formgrader opens.
 
     Formgrader refuses a course whose root is not inside the Jupyter server's root ("The course
     directory root is not a subdirectory of the notebook server root"), so the folder itself is
     the course root: its ``nbgrader_config.py`` names this gradebook, ``autograded/`` beside it,
-    and ``source/`` (a copy of the course's solutions, refreshed on every run) as source.  A
-    config written by someone else is left alone.  Start ``jupyter lab`` in that folder.
+    ``source/`` (a copy of the course's solutions, refreshed on every run) as source, and the
+    folder graded (``submitted``) as nbgrader's submitted folder, so that Manage Assignments counts
+    its submissions.  A config written by someone else is left alone.  Start ``jupyter lab`` in that folder.
     """
     path = _sqlite_path(db_url)
     if db_url == course_db_url() or path is None:
@@ -108,7 +109,12 @@ def write_formgrader_config(db_url: str, autograded: Path) -> Path | None:
         target = source / nb.assignment / nb.filename
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(nb.source.read_bytes())
-    autograded_rel = os.path.relpath(autograded, folder) if Path(autograded).is_relative_to(folder) else str(autograded)
+    def relative(path: Path) -> str:  # nbgrader joins these to the root: an absolute path stays as it is
+        path = Path(path).resolve()
+        return os.path.relpath(path, folder.resolve()) if path.is_relative_to(folder.resolve()) else str(path)
+
+    autograded_rel = relative(autograded)
+    submitted_rel = relative(submitted) if submitted is not None else "submitted"
     config.write_text(
         f'"""{FORMGRADER_MARK}: a course folder for Formgrader with this folder\'s\n'
         "gradebook and autograded notebooks (start `jupyter lab` here and open Formgrader).\n"
@@ -124,7 +130,7 @@ def write_formgrader_config(db_url: str, autograded: Path) -> Path | None:
         "c.CourseDirectory.root = HERE\n"
         "c.CourseDirectory.source_directory = 'source'\n"
         "c.CourseDirectory.release_directory = 'release'\n"
-        "c.CourseDirectory.submitted_directory = 'submitted'\n"
+        f"c.CourseDirectory.submitted_directory = {submitted_rel!r}\n"
         f"c.CourseDirectory.autograded_directory = {autograded_rel!r}\n"
         "c.CourseDirectory.feedback_directory = 'nbgrader-feedback'  # not feedback/: that is ours\n"
         f"c.CourseDirectory.db_url = {db_url!r}\n"
@@ -240,12 +246,31 @@ def changed_answers(previous: Path, executed: str | None, grade_ids) -> set[str]
     return {g for g in grade_ids if g in old and old.get(g) != new.get(g)}
 
 
+def split_name(name: str) -> dict[str, str]:
+    """nbgrader's first and last name from a name as an LMS writes it ("Jane Smith"; Canvas: "smithjane")."""
+    words = name.split()
+    if len(words) > 1:
+        return {"first_name": " ".join(words[:-1]), "last_name": words[-1]}
+    return {"last_name": name.strip()}
+
+
+def student_names(db_url: str) -> dict[str, tuple[str, str]]:
+    """student id -> (first name, last name) as the gradebook holds them ("" where unknown)."""
+    with Gradebook(db_url, course_id()) as gb:
+        return {s.id: (s.first_name or "", s.last_name or "") for s in gb.students}
+
+
 class GradebookWriter:
     """The single writer: one open gradebook for a whole run, one commit per submission."""
 
-    def __init__(self, db_url: str):
+    def __init__(self, db_url: str, names: dict[str, str] | None = None):
         self.db_url = db_url
         self.gb = Gradebook(db_url, course_id())
+        self.names = names or {}  # student id -> name as the LMS wrote it (collect's roster.csv)
+
+    def _student(self, sid: str) -> None:
+        name = self.names.get(sid)
+        self.gb.update_or_create_student(sid, **(split_name(name) if name else {}))
 
     def close(self) -> None:
         self.gb.close()
@@ -285,7 +310,7 @@ class GradebookWriter:
     def _write(self, result) -> None:
         gb = self.gb
         sid, aid, nid = result.student_id, result.assignment, result.notebook
-        gb.update_or_create_student(sid)
+        self._student(sid)
         kwargs = {}
         if result.timestamp:
             kwargs["timestamp"] = result.timestamp
@@ -314,7 +339,7 @@ class GradebookWriter:
 
     def _mark_missing(self, student_id: str, assignment: str, notebook: str) -> None:
         gb = self.gb
-        gb.update_or_create_student(student_id)
+        self._student(student_id)
         gb.update_or_create_submission(assignment, student_id)
         submission = gb.find_submission_notebook(notebook, assignment, student_id)
         for grade in submission.grades:  # 0, flagged for review (status `error`: see the report)
@@ -444,10 +469,11 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
         writer.writerows(rows)
 
 
-def _canvas(path: Path, records: list[GradeRecord], sums) -> list[Path]:
+def _canvas(path: Path, records: list[GradeRecord], sums, names) -> list[Path]:
     """Canvas Gradebook import (Grades > Import): Student, ID, SIS User ID, SIS Login ID, Section,
     then one column per assignment; the second row is Canvas's own "Points Possible" row.  ``ID`` is
-    the Canvas user id that ``collect`` takes from Canvas's file names.  A column whose name matches
+    the Canvas user id that ``collect`` takes from Canvas's file names; ``Student`` is the name Canvas
+    wrote into them (``collect``'s ``roster.csv``; Canvas matches rows by ``ID``).  A column whose name matches
     no Canvas assignment becomes a new assignment; rename a column to "<Canvas name> (<id>)" to
     update an existing one."""
     assignments = sorted({r.assignment for r in records})
@@ -455,7 +481,9 @@ def _canvas(path: Path, records: list[GradeRecord], sums) -> list[Path]:
     possible = {a: next(t.max_score for (s, aa), t in sums.items() if aa == a) for a in assignments}
     rows = [["    Points Possible", "", "", "", "", *[fmt(possible[a]) for a in assignments]]]
     for sid in students:
-        rows.append([sid, sid, "", "", "", *[fmt(sums[(sid, a)].score) if (sid, a) in sums else "" for a in assignments]])
+        first, last = names.get(sid, ("", ""))
+        student = ", ".join(x for x in (last, first) if x) or sid
+        rows.append([student, sid, "", "", "", *[fmt(sums[(sid, a)].score) if (sid, a) in sums else "" for a in assignments]])
     _write_csv(path, ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *assignments], rows)
     return [path]
 
@@ -466,10 +494,10 @@ def _moodle_time() -> str:
     return time.strftime("%A, %d %B %Y, %I:%M %p")
 
 
-def _moodle(path: Path, records: list[GradeRecord], sums) -> list[Path]:
+def _moodle(path: Path, records: list[GradeRecord], sums, names) -> list[Path]:
     """Moodle's offline grading worksheet, one per assignment (Assignment > View all submissions >
     Upload grading worksheet): Identifier ("Participant <id>", the id ``collect`` takes from
-    Moodle's folder names), Full name, Grade, Maximum Grade, Last modified (grade), Feedback
+    Moodle's folder names), Full name (as Moodle wrote it there: ``collect``'s ``roster.csv``), Grade, Maximum Grade, Last modified (grade), Feedback
     comments (the human comments).  Several assignments: ``<name>_<assignment>.csv`` each."""
     assignments = sorted({r.assignment for r in records})
     now = _moodle_time()
@@ -480,7 +508,8 @@ def _moodle(path: Path, records: list[GradeRecord], sums) -> list[Path]:
         for sid in sorted({r.student_id for r in records if r.assignment == a}):
             t = sums[(sid, a)]
             notes = [f"{r.question}: {r.comment}" for r in records if r.assignment == a and r.student_id == sid and r.comment]
-            rows.append([f"Participant {sid}", sid, fmt(t.score), fmt(t.max_score), now, "\n".join(notes)])
+            full = " ".join(x for x in names.get(sid, ("", "")) if x) or sid
+            rows.append([f"Participant {sid}", full, fmt(t.score), fmt(t.max_score), now, "\n".join(notes)])
         _write_csv(target, ["Identifier", "Full name", "Grade", "Maximum Grade", "Last modified (grade)", "Feedback comments"], rows)
         written.append(target)
     return written
@@ -501,9 +530,9 @@ def export(db: str | Path | None, out: Path, format: str = "csv", allow_other_co
     sums = totals(records)
     out = Path(out)
     if format == "canvas":
-        _canvas(out, records, sums)
+        _canvas(out, records, sums, student_names(db_url))
     elif format == "moodle":
-        _moodle(out, records, sums)
+        _moodle(out, records, sums, student_names(db_url))
     else:
         _write_csv(out, HEADER, [r.row() for r in records])
         _write_csv(totals_path(out), TOTALS_HEADER, [
