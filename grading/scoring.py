@@ -107,6 +107,9 @@ def score(template: Template, intake: Intake, log: ExecLog) -> list[QuestionResu
                 if hidden:
                     q.hidden = Hidden.FAILED
                     q.hidden_error = "; ".join(f"{p.name}: {p.reason}" for p in hidden)
+                if all("not answered yet" in p.reason for p in failed):  # one unfinished answer: one sentence, not one per check
+                    q.reason = f"{failed[0].reason} ({len(failed)} of {len(q.properties)} checks could not run)"
+                    q.hidden_error = q.hidden_error and "not answered yet"
         else:
             q.score = 0.0
             if run.status is CellStatus.DIED:
@@ -117,6 +120,8 @@ def score(template: Template, intake: Intake, log: ExecLog) -> list[QuestionResu
                 q.reason = log.stop_reason or error_line(run.error)
             if run.error_segment_hidden:
                 q.hidden, q.hidden_error = Hidden.FAILED, hidden_reason(run.error)
+                if "NotImplementedError" in q.hidden_error or (q.answer_error == "NotImplementedError" and "NameError" in q.hidden_error):
+                    q.reason = q.reason or "not answered yet: the answer cell still raises NotImplementedError (replace it with your code)"
                 q.reason = q.reason or f"hidden checks failed: {q.hidden_error}"
             else:
                 message = error_line(run.error)
@@ -126,7 +131,7 @@ def score(template: Template, intake: Intake, log: ExecLog) -> list[QuestionResu
                 q.visible_traceback = ANSI.sub("", "\n".join(run.error.get("traceback", []))) or None
                 q.hidden = Hidden.NOT_RUN if has_hidden else None
                 q.reason = q.reason or message
-            if q.answer_error and q.status is Status.GRADED:
+            if q.answer_error and q.status is Status.GRADED and not q.reason.startswith("not answered yet"):
                 q.reason = f"the answer cell `{part.answer}` raised {q.answer_error}; then {q.reason}"
         results.append(q)
     return results

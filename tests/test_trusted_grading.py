@@ -48,8 +48,16 @@ def test_solution_gets_full_marks_in_the_sandbox(tmp_path):
 
 def test_blank_scores_zero(tmp_path):
     stub = "raise NotImplementedError()"
-    _, scores = grade(tmp_path, dict.fromkeys(["masked_softmax", "batch_scores", "bmm_vs_matmul", "DotProductAttention", "AdditiveAttention"], stub))
+    result, scores = grade(tmp_path, dict.fromkeys(["masked_softmax", "batch_scores", "bmm_vs_matmul", "DotProductAttention", "AdditiveAttention"], stub))
     assert scores == dict.fromkeys(FULL, 0.0)
+    # One plain sentence per question: not the NameErrors of names the unfinished answer never defined,
+    # and no "visible checks passed" printed by a check cell whose checks failed.
+    for q in result.questions:
+        if q.graded_by == "auto":
+            assert q.reason.startswith("not answered yet"), (q.grade_id, q.reason)
+            assert "NameError" not in q.reason and len(q.reason) < 200, (q.grade_id, q.reason)
+            assert all("NameError" not in p.reason for p in q.properties), (q.grade_id, [p.reason for p in q.properties])
+            assert "visible checks passed" not in q.visible, (q.grade_id, q.visible)
 
 
 TAMPER = {

@@ -26,6 +26,7 @@ import base64
 import builtins
 import contextlib
 import io
+import re
 import symtable
 import threading
 import time
@@ -345,8 +346,13 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         left = max(deadline - time.perf_counter(), 0.1)
         verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options)
         run.hidden_ran = run.hidden_ran or segment.hidden
-        run.properties += [_property(o, segment.hidden) for o in verdict.outcomes]
+        found = [_property(o, segment.hidden) for o in verdict.outcomes]
+        run.properties += found
         outcomes += verdict.outcomes
+        failed = sum(not p.passed for p in found)
+        if failed and not segment.hidden:  # graded, a check that fails does not stop the cell: its last line must not say "passed"
+            verdict.stdout = re.sub(r"(?m)^(.*?)visible checks passed\s*$",
+                                    lambda m: f"{m.group(1)}{failed} of {len(found)} visible checks failed", verdict.stdout)
         if verdict.mutations:  # no answer of this course may change its inputs: a property of its own
             run.properties.append(PropertyResult("leaves its inputs unchanged", 0.0, False,
                                                  "; ".join(dict.fromkeys(verdict.mutations))[:300], segment.hidden))
@@ -375,6 +381,10 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
                 for p in run.properties:
                     if p.passed:
                         p.reason = why
+        if unanswered:  # checks that tripped over what the unfinished answer never defined: say so, not NameError 'out'
+            for p in run.properties:
+                if not p.passed and "not answered yet" not in p.reason and re.search(r"NameError|NotImplementedError", p.reason):
+                    p.reason = "not answered yet: the answer is not finished, so this check could not run"
     run.seconds = time.perf_counter() - now
     return run
 
