@@ -72,6 +72,7 @@ def test_every_section_and_similarity_through_renaming():
         assert heading in page
     assert "masked entries are not zero" in page and "ann, bob" in page  # the reason, its count and who
     assert "replaces torch.allclose" in page and "eve has no 02/x" in page and "not handed in" in page
+    assert "<tr><td>eve</td><td>02/x</td><td>no submission</td>" in page  # the notebook column is filled in
     pairs = dashboard.similar_pairs({r.student_id: r.answers[CODE] for r in results}, code=True)
     assert pairs[0][1:] == ("ann", "bob") and pairs[0][0] > 0.95  # renamed identifiers and comments do not hide a copy
     assert not any({"ann", "cat"} == {a, b} for _, a, b in pairs)

@@ -286,9 +286,10 @@ def render(results: list[SubmissionResult], absent: list[str] | None = None, not
         for r in sorted(problems, key=lambda r: (r.failure is not Failure.MISSING, r.student_id)):
             kind = str(r.failure) if r.failure else "error"
             out.append(f"<tr><td>{e(r.student_id)}</td><td>{e(r.assignment)}/{e(r.notebook)}</td><td>{e(kind)}</td><td>{e(r.error)}</td></tr>")
-        for line in absent:
-            sid = line.split(" ", 1)[0]
-            out.append(f"<tr><td>{e(sid)}</td><td></td><td>no submission</td><td>{e(line)}</td></tr>")
+        for line in absent:  # "<student> has no <assignment>/<notebook>, which N other student(s) handed in"
+            found = re.match(r"(\S+) has no (\S+?),", line)
+            sid, notebook = found.groups() if found else (line.split(" ", 1)[0], "")
+            out.append(f"<tr><td>{e(sid)}</td><td>{e(notebook)}</td><td>no submission</td><td>{e(line)}</td></tr>")
         out.append("</table>")
     else:
         out.append("<p>Every student handed in every notebook, and each could be read and run.</p>")
