@@ -264,7 +264,7 @@ def _capture_figures(shell) -> list:
         fig = plt.figure(number)
         buf = io.BytesIO()
         with contextlib.suppress(Exception):
-            fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
+            fig.savefig(buf, format="png", dpi=72)  # no tight bbox: it draws the figure twice
             outputs.append({"png": base64.b64encode(buf.getvalue()).decode(), "text": repr(fig)})
     plt.close("all")
     return outputs
