@@ -78,7 +78,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check grading helpers tests
 
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest tests/test_browser.py
+	$(BIN)/python -m pytest tests/notebooks/test_browser.py
 
 collect: $(STAMP)
 	@test -n "$(DOWNLOAD)" || { echo "usage: make collect DOWNLOAD=path/to/lms-download(.zip)"; exit 2; }

@@ -72,7 +72,7 @@ DEFAULT_KEYS = np.array(
     dtype=float,
 )
 
-#: query presets for the dropdown (x, y); tests/test_explorer.py checks what the demo notebook says of each
+#: query presets for the dropdown (x, y); tests/helpers/test_explorer.py checks what the demo notebook says of each
 QUERY_PRESETS: dict[str, tuple[float, float]] = {
     "close to key 1": (2.2, 0.5),
     "between keys 2 and 3": (0.2, 1.8),

@@ -351,8 +351,8 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         outcomes += verdict.outcomes
         failed = sum(not p.passed for p in found)
         if failed and not segment.hidden:  # graded, a check that fails does not stop the cell: its last line must not say "passed"
-            verdict.stdout = re.sub(r"(?m)^(.*?)visible checks passed\s*$",
-                                    lambda m: f"{m.group(1)}{failed} of {len(found)} visible checks failed", verdict.stdout)
+            said = f"{failed} of {len(found)} visible checks failed"
+            verdict.stdout = re.sub(r"(?m)^(.*?)visible checks passed\s*$", lambda m, said=said: m.group(1) + said, verdict.stdout)
         if verdict.mutations:  # no answer of this course may change its inputs: a property of its own
             run.properties.append(PropertyResult("leaves its inputs unchanged", 0.0, False,
                                                  "; ".join(dict.fromkeys(verdict.mutations))[:300], segment.hidden))

@@ -119,7 +119,7 @@ def to_colab_ipynb(notebook: nbformat.NotebookNode, name: str, seed: int = 0) ->
 
 
 # Students' ordinary habits in Colab, as they write them into their answer cells.  Each must keep
-# its points; the Colab kinds carry them (:func:`with_habits`), tests/test_colab_habits.py one by one.
+# its points; the Colab kinds carry them (:func:`with_habits`), tests/colab/test_colab_habits.py one by one.
 HABITS = {
     "matplotlib_inline": lambda a: "%matplotlib inline\n" + a,
     "cell_time": lambda a: "%%time\n" + a,

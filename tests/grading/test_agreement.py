@@ -1,6 +1,6 @@
 """In-process and sandboxed grading agree on every wrong and every alternative answer the project has.
 
-The notebook tests (tests/test_notebook0*.py) judge their wrong and correct alternative answers
+The notebook tests (tests/notebooks/test_notebook0*.py) judge their wrong and correct alternative answers
 in-process, as a student's own run of the check would.  Here every one of them is also handed in
 and graded through ``python -m grading autograde`` (sandbox, trusted verdicts): a question earns
 full marks there exactly when its check passes in-process.

@@ -4,7 +4,7 @@ Every notebook's first code cell installs the student package attnkit (``helpers
 ``google.colab`` is there.  Here: the badges, COURSE_REPO, one identical start-up block everywhere,
 plain Python that survives Colab's ``.py`` download, what a failed install says, and that nothing
 is installed outside Colab.  Running every notebook through that cell in a twin of Colab's runtime
-(Colab's package versions, a stand-in ``google.colab``) is ``tests/test_colab_twin.py``.
+(Colab's package versions, a stand-in ``google.colab``) is ``tests/colab/test_colab_twin.py``.
 """
 
 from __future__ import annotations

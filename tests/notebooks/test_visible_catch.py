@@ -1,10 +1,10 @@
 """The share of the project's wrong answers that a *visible* check catches, before hand-in.
 
-Every wrong answer listed in tests/test_notebook0*.py (``WRONG_ANSWERS``) runs through its check
+Every wrong answer listed in tests/notebooks/test_notebook0*.py (``WRONG_ANSWERS``) runs through its check
 cell twice: as students see it (hidden tests removed) and as graded.  A wrong answer must always
 lose its points when graded; it must also fail visibly, unless it is listed in that module's
 ``HIDDEN_ON_PURPOSE`` with the reason a visible check would give the answer away.  The share of
-wrong answers caught visibly must stay at or above 90 %; ``python -m pytest tests/test_visible_catch.py -s``
+wrong answers caught visibly must stay at or above 90 %; ``python -m pytest tests/notebooks/test_visible_catch.py -s``
 prints it.
 """
 

@@ -4,8 +4,8 @@ Each claim names a notebook, a phrase that must appear in it (so a reworded clai
 check), and a function that receives the namespace of the solution notebook run in-process
 (tests/harness.py, quick settings as while grading) and asserts the statement.  Claims that depend on
 timing are not asserted: the notebook prints their measured spread instead (see ``TIMING``).
-Further facts of notebook 03 are measured in tests/test_notebook03.py; the demo's presets in
-tests/test_explorer.py.
+Further facts of notebook 03 are measured in tests/notebooks/test_notebook03.py; the demo's presets in
+tests/helpers/test_explorer.py.
 """
 
 from __future__ import annotations

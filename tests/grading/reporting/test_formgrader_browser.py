@@ -8,7 +8,7 @@
 3. ``python -m grading export`` then holds that score, ``python -m grading feedback`` the comment;
 4. OUT/dashboard.html opens from disk with every figure loaded, titled and described.
 
-Screenshots go to test-artifacts/formgrader/ (git-ignored).  Needs what tests/test_browser.py needs.
+Screenshots go to test-artifacts/formgrader/ (git-ignored).  Needs what tests/notebooks/test_browser.py needs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 
 import pytest
 from nbgrader.api import Gradebook
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status
+from real_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status
 
 from grading import course
 from grading.intake.template import load_template
