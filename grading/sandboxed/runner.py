@@ -66,30 +66,50 @@ def _drop_capabilities() -> None:
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def _forbid_keyrings() -> bool:
-    """A seccomp filter: the kernel keyrings (keyctl, add_key, request_key) answer EPERM, so a submission
-    can neither read nor change the keys of the user the grader runs as; calls of another ABI fail too."""
+def _seccomp_filter() -> bool:
+    """A seccomp filter for the submission process and everything it starts:
+
+    * the kernel keyrings (keyctl, add_key, request_key) answer EPERM, so a submission can neither read
+      nor change the keys of the user the grader runs as;
+    * no new processes: fork, vfork and a clone that is not a thread answer EPERM (clone3, whose flags a
+      filter cannot read, answers ENOSYS, and the C library falls back to clone).  Threads still work.
+      So a submission cannot do its work in a child that the peak-memory measure of the submission
+      process would not see, nor fork-bomb the sandbox;
+    * calls of another ABI (x32, 32-bit) answer EPERM.
+    """
     import platform
     import struct
 
-    native = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}.get(platform.machine())
+    arches = {  # audit arch; keyring calls; fork-like calls; clone; clone3
+        "x86_64": (0xC000003E, (248, 249, 250), (57, 58), 56, 435),
+        "aarch64": (0xC00000B7, (217, 218, 219), (), 220, 435),
+    }
+    native = arches.get(platform.machine())
     if native is None:
         return False
-    audit_arch, calls = native
-    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
-    k = len(calls)
-    # 0 load arch; 1 arch != native -> deny; 2 load nr; 3 x32 numbers -> deny; 4.. one compare per call; allow; deny
-    program = [(load, 0, 0, 4), (jeq, 0, k + 3, audit_arch), (load, 0, 0, 0), (jge, k + 1, 0, 0x40000000)]
-    program += [(jeq, k - i, 0, nr) for i, nr in enumerate(calls)]
-    program += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
-    code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    audit_arch, keyrings, forks, clone, clone3 = native
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    CLONE_THREAD = 0x00010000
+    # (code, true target, false target, k) with symbolic targets: None = the next instruction
+    body = [("arch", LD, None, None, 4), (None, JEQ, None, "deny", audit_arch), (None, LD, None, None, 0),
+            (None, JGE, "deny", None, 0x40000000)]
+    body += [(None, JEQ, "deny", None, nr) for nr in (*keyrings, *forks)]
+    body += [(None, JEQ, "enosys", None, clone3), (None, JEQ, "clone", None, clone), (None, RET, None, None, ALLOW),
+             ("clone", LD, None, None, 16), (None, JSET, "allow", "deny", CLONE_THREAD),  # args[0], low 32 bits: the flags
+             ("allow", RET, None, None, ALLOW), ("deny", RET, None, None, EPERM), ("enosys", RET, None, None, ENOSYS)]
+    where = {label: i for i, (label, *_) in enumerate(body) if label}
+
+    def jump(target, i: int) -> int:
+        return 0 if target is None else where[target] - i - 1
+
+    code = b"".join(struct.pack("HBBI", op, jump(t, i), jump(f, i), k) for i, (_, op, t, f, k) in enumerate(body))
     buffer = ctypes.create_string_buffer(code)
 
     class Program(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    fprog = Program(len(program), ctypes.addressof(buffer))
+    fprog = Program(len(body), ctypes.addressof(buffer))
     return _libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 
 
@@ -405,7 +425,7 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
     """PID 1 of the submission's namespaces: drop privileges, set limits, serve."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _drop_capabilities()
-    _forbid_keyrings()
+    _seccomp_filter()
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # the runner's stderr is shared by every submission of this worker: not theirs to use
         os.dup2(null, fd)

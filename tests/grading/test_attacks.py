@@ -41,8 +41,6 @@ for path in ("/tmp/planted", "/dev/shm/planted", "planted"):
     open(path, "w").write("x")
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmget(0x5EED, 4096, 0o1666)
-subprocess.Popen([sys.executable, "-c", "import time, os\\n# sleeper\\nos.setsid()\\nwhile True:\\n    open('/tmp/alive', 'w').write('x'); time.sleep(0.05)"],
-                 start_new_session=True)
 import io, torch
 def frame(message):
     buf = io.BytesIO(); torch.save(message, buf); data = buf.getvalue()
@@ -54,6 +52,11 @@ for fd in range(0, 256):  # forge "finished" and "ready" on every descriptor thi
         except OSError:
             pass
 os.chmod(".", 0o500)
+try:  # a process that outlives the submission (the sandbox lets no submission start one)
+    subprocess.Popen([sys.executable, "-c", "import time, os\\n# sleeper\\nos.setsid()\\nwhile True:\\n    open('/tmp/alive', 'w').write('x'); time.sleep(0.05)"],
+                     start_new_session=True)
+except OSError:
+    pass
 '''
 
 SHADOW = '''
@@ -128,6 +131,35 @@ class DistanceAttention(nn.Module):
 '''
 
 
+FORK_DISTANCE = '''
+import math
+import os
+import pickle
+import torch
+from torch import nn
+
+class DistanceAttention(nn.Module):
+    """Correct values, with the (batch, n, m, d) differences built in a child process the memory measure might miss."""
+
+    def __init__(self, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        read, write = os.pipe()
+        if os.fork() == 0:
+            diff = queries[:, :, None, :] - keys[:, None, :, :]
+            os.write(write, pickle.dumps(-(diff ** 2).sum(-1) / (2 * math.sqrt(queries.shape[-1]))))
+            os._exit(0)
+        os.close(write)
+        data = b""
+        while chunk := os.read(read, 1 << 20):
+            data += chunk
+        self.attention_weights = masked_softmax(pickle.loads(data), valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+
+
 POSE = '''
 import torch
 class Fake:
@@ -188,6 +220,7 @@ def _class(folder: Path) -> None:
     _write(folder, "i_bmm", NB1, synthetic.submission(NB1, "complete", overrides={"bmm_vs_matmul": WRONG_BMM})[1])
     _write(folder, "j_probe", NB1, _with_prefix(NB1, "masked_softmax", LEFTOVERS))
     _write(folder, "k_numpy", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": NUMPY_DISTANCE})[1])
+    _write(folder, "k_fork", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FORK_DISTANCE})[1])
     _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
     _write(folder, "m_pose", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": POSE})[1])
     _write(folder, "n_huge", NB3, synthetic.submission(NB3, "complete", overrides={"query121": HUGE})[1])
@@ -284,6 +317,9 @@ def test_numpy_four_d_differences_are_measured(attacked):
     assert attacked["scores"][("k_numpy", "test_DistanceAttention")] < 3  # right values, but not the memory property
     section = attacked["report"].split("== k_numpy")[1].split("\n== ")[0]
     assert "MiB of memory" in section, section
+    # the same differences built in a child process: a submission cannot start one, so the answer fails outright
+    assert attacked["scores"][("k_fork", "test_DistanceAttention")] == 0
+    assert "PermissionError" in attacked["report"].split("== k_fork")[1].split("\n== ")[0]
 
 
 def test_no_secret_and_no_host_file_reaches_any_output(attacked):
