@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from grading.options import GradeOptions
 
+AFTER_HIDDEN = "attnkit_after_hidden"  # output metadata: drawn after a hidden check had called the student's code
 
 class _Word(str, enum.Enum):
     def __str__(self) -> str:

@@ -47,7 +47,7 @@ from grading.execution.client import (
 )
 from grading.execution.sandbox import Sandbox
 from grading.intake.template import Template, module_binds, parse, used_and_bound
-from grading.model import CellRun, CellStatus, ExecLog, PropertyResult
+from grading.model import AFTER_HIDDEN, CellRun, CellStatus, ExecLog, PropertyResult
 from grading.options import GradeOptions
 
 _RUNNERS: dict[tuple, Runner] = {}
@@ -290,8 +290,12 @@ def _text_of(value, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _figures(reply: dict) -> list:
-    """The student's figures as display outputs: PNG only, checked, size-capped (never HTML)."""
+def _figures(reply: dict, after_hidden: bool = False) -> list:
+    """The student's figures as display outputs: PNG only, checked, size-capped (never HTML).
+
+    A figure drawn after a hidden check called the student's code may show what that code kept of the
+    hidden inputs: it is marked, and the student's feedback page leaves it out (the instructor still sees it).
+    """
     outputs = []
     figures = reply.get("figures")
     for figure in (figures if isinstance(figures, list) else [])[:8]:
@@ -303,7 +307,8 @@ def _figures(reply: dict) -> list:
             continue
         if data.startswith(PNG) and len(data) <= MAX_FIGURE:
             outputs.append(nbformat.v4.new_output(
-                "display_data", data={"image/png": base64.b64encode(data).decode(), "text/plain": "<Figure>"}))
+                "display_data", data={"image/png": base64.b64encode(data).decode(), "text/plain": "<Figure>"},
+                metadata={AFTER_HIDDEN: True} if after_hidden else {}))
     return outputs
 
 
@@ -321,12 +326,14 @@ def describe_cell(template: Template, index: int) -> str:
     return f"cell {index + 1}"
 
 
-def _property(outcome, hidden: bool) -> PropertyResult:
-    """One recorded ``attnkit.prop`` as a result: a hidden one never repeats the student's own text."""
+def _property(outcome, hidden: bool, after_hidden: bool = False) -> PropertyResult:
+    """One recorded ``attnkit.prop`` as a result: a hidden one never repeats the student's own text, nor
+    does any check that runs after a hidden check has called the student's code (that code may have kept
+    the hidden inputs and put them into its exception messages)."""
     reason = ""
     if not outcome.passed:
         cause = outcome.cause
-        if hidden and isinstance(cause, StudentError):
+        if (hidden or after_hidden) and isinstance(cause, StudentError):
             reason = f"your code raised {getattr(cause, 'student_type', type(cause).__name__)}"
         elif hidden and isinstance(cause, NotImplementedError):
             reason = "not answered yet"
@@ -338,7 +345,7 @@ def _property(outcome, hidden: bool) -> PropertyResult:
 
 
 def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], deadline: float,
-           options: GradeOptions, now: float) -> CellRun:
+           options: GradeOptions, now: float, after_hidden: bool = False) -> CellRun:
     """Decide a test cell here, segment by segment; its ``attnkit.prop`` blocks share its points equally."""
     run = CellRun(CellStatus.OK, 0.0)
     outcomes = []
@@ -346,7 +353,8 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         left = max(deadline - time.perf_counter(), 0.1)
         verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options)
         run.hidden_ran = run.hidden_ran or segment.hidden
-        found = [_property(o, segment.hidden) for o in verdict.outcomes]
+        found = [_property(o, segment.hidden, after_hidden) for o in verdict.outcomes]
+        after_hidden = after_hidden or segment.hidden
         run.properties += found
         outcomes += verdict.outcomes
         failed = sum(not p.passed for p in found)
@@ -360,7 +368,9 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
             run.visible += _stream("stdout", verdict.stdout)
         if not verdict.ok:
             run.status = CellStatus.ERROR
-            run.error = _error(verdict.ename, verdict.evalue, verdict.student_raised)
+            quiet = after_hidden and verdict.student_raised  # its message may carry what it kept of hidden inputs
+            run.error = _error(verdict.ename, "(message not shown: raised after a hidden check had called your code)"
+                               if quiet else verdict.evalue, verdict.student_raised)
             run.error_segment_hidden = segment.hidden
             break
     if run.properties:
@@ -478,7 +488,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                                                                     _text_of(reply.get("evalue"), 2000))
                 cell.outputs = (_stream("stdout", _text_of(reply.get("stdout"), 20_000))
                                 + _stream("stderr", _text_of(reply.get("stderr"), 20_000))
-                                + _figures(reply) + ([error] if error else []))
+                                + _figures(reply, hidden_seen) + ([error] if error else []))
                 if ns.baselines:
                     _refresh_baselines(runner, ns, limit, answer=index in answer_cells)
                 if given:
@@ -493,7 +503,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
             if ns.baselines:  # the visible check's own code may change its inputs: not the answer's doing
                 _refresh_baselines(runner, ns, limit)
-            run = _grade(runner, ns, part, answers, deadline, options, now)
+            run = _grade(runner, ns, part, answers, deadline, options, now, after_hidden=hidden_seen)
             hidden_seen = hidden_seen or run.hidden_ran
             cell.outputs = list(run.visible) + ([run.error] if run.error is not None and not run.error_segment_hidden else [])
             log.runs[index] = run

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from grading.intake.template import Template, load_template
-from grading.model import Status
+from grading.model import AFTER_HIDDEN, Status
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a;line-height:1.45}
@@ -131,7 +131,7 @@ def render(result, template: Template | None = None, comments: dict[str, str] | 
             if code.strip():
                 visible_code[part.grade_id] = code.strip("\n")
     auto = [q for q in result.questions if q.graded_by == "auto"]
-    figures = _figures(result, template)
+    figures, withheld = _figures(result, template)
     manual = [q for q in result.questions if q.graded_by == "manual"]
     out = [
         "<!DOCTYPE html>",
@@ -212,29 +212,36 @@ def render(result, template: Template | None = None, comments: dict[str, str] | 
         if q.answer and q.answer in result.answers:
             out.append(f"<details><summary>Your answer <code>{e(q.answer)}</code> as graded</summary>"
                        f"<pre>{e(result.answers[q.answer])}</pre></details>")
-    if figures:
+    if figures or withheld:
         out.append("<h2>Your figures</h2>")
         out += [f'<figure><img alt="figure {i + 1} of your notebook" src="data:image/png;base64,{png}"></figure>'
                 for i, png in enumerate(figures)]
+        if withheld:
+            out.append(f'<p class="note">{withheld} figure(s) drawn after the first hidden check are not shown here '
+                       "(they could show that check's inputs); your instructor sees them, and your own notebook draws them too.</p>")
     out.append("</body></html>")
     return "\n".join(out)
 
 
-def _figures(result, template) -> list[str]:
-    """Base64 PNGs of the figures the graded notebook produced (already checked as PNG by the engine)."""
+def _figures(result, template) -> tuple[list[str], int]:
+    """Base64 PNGs of the figures the graded notebook produced (already checked as PNG by the engine), except
+    those drawn after a hidden check had called the student's code (the instructor sees them in Formgrader)."""
     if not getattr(result, "executed", None):
-        return []
+        return [], 0
     try:
         nb = nbformat.reads(result.executed, as_version=4)
     except Exception:  # noqa: BLE001
-        return []
-    found = []
+        return [], 0
+    found, withheld = [], 0
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("metadata", {}).get(AFTER_HIDDEN):  # may show what the code kept of hidden inputs
+                withheld += 1
+                continue
             png = out.get("data", {}).get("image/png") if out.get("output_type") == "display_data" else None
             if isinstance(png, str) and re.fullmatch(r"[A-Za-z0-9+/=\s]+", png):
                 found.append(png.replace("\n", ""))
-    return found[:20]
+    return found[:20], withheld
 
 
 def write(result, path: Path, template: Template | None = None, comments: dict[str, str] | None = None,

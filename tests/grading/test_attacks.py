@@ -160,6 +160,27 @@ class DistanceAttention(nn.Module):
 '''
 
 
+STASH_KEEP = '''
+import torch
+_kept = []  # every input a check hands over, hidden checks included
+
+def batch_scores(queries, keys):
+    _kept.append((tuple(queries.shape), queries.flatten()[:4].tolist()))
+    return torch.bmm(queries, keys.transpose(1, 2))
+'''
+
+STASH_SHOW = '''
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.set_title("STASH-FIGURE " + repr(_kept)[:300])  # hidden inputs, drawn after the hidden check
+plt.show()
+
+class AdditiveAttention:
+    def __init__(self, *args, **kwargs):
+        raise ValueError("STASH-MESSAGE " + repr(_kept))
+'''
+
+
 POSE = '''
 import torch
 class Fake:
@@ -222,6 +243,8 @@ def _class(folder: Path) -> None:
     _write(folder, "k_numpy", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": NUMPY_DISTANCE})[1])
     _write(folder, "k_fork", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FORK_DISTANCE})[1])
     _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
+    _write(folder, "g_stash", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": STASH_KEEP,
+                                                                                    "AdditiveAttention": STASH_SHOW})[1])
     _write(folder, "m_pose", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": POSE})[1])
     _write(folder, "n_huge", NB3, synthetic.submission(NB3, "complete", overrides={"query121": HUGE})[1])
     _write(folder, ODD_ID, NB1, complete)
@@ -331,6 +354,15 @@ def test_no_secret_and_no_host_file_reaches_any_output(attacked):
             assert "AWS_SECRET_ACCESS_KEY" not in text, path
     feedback = (out / "feedback" / "g_leak" / NB1.assignment / f"{NB1.name}.html").read_text()
     assert "your code raised ValueError" in feedback or "ValueError" in feedback
+
+
+def test_hidden_inputs_kept_by_the_code_do_not_reach_its_feedback(attacked):
+    """batch_scores keeps what every check hands it; a later answer raises and draws what it kept."""
+    page = (attacked["out"] / "feedback" / "g_stash" / NB1.assignment / f"{NB1.name}.html").read_text()
+    assert "STASH-MESSAGE" not in page and "(4, 3, 7)" not in page, page[-3000:]
+    assert "not shown here" in page  # the figure drawn after the hidden check is left out, and the page says so
+    honest = (attacked["out"] / "feedback" / "b_honest" / NB1.assignment / f"{NB1.name}.html").read_text()
+    assert "<img" in honest  # figures from before the first hidden check are still there
 
 
 def test_student_html_is_inert_in_formgrader_and_feedback(attacked):
