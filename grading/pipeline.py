@@ -290,18 +290,22 @@ def _wrong_notebooks(found: Discovery) -> list[SubmissionResult]:
             continue
         real = match.notebook
         key = (task.student_id, real.assignment, real.name)
-        if key in have:
-            why = (f"`{path.name}` is notebook {real.assignment}/{real.name} ({match.describe()}), not {task.notebook}; "
-                   f"left out: {real.name} was handed in too")
-        else:
-            why = (f"`{path.name}` is notebook {real.assignment}/{real.name} ({match.describe()}), not {task.notebook}; "
-                   f"graded as {real.name}")
+        why = identify.wrong_reason(path.name, real, task.notebook, match.describe(), left_out=key in have)
+        if key not in have:
             have.add(key)
             kept.append(GradeTask(task.student_id, real.assignment, real.name, task.submission, str(real.source),
                                   task.options, task.timestamp,
-                                  f"handed in as {task.assignment}/{task.notebook} (`{path.name}`); recognised by its content as {real.name}"))
+                                  identify.graded_as_note(f"{task.assignment}/{task.notebook}", path.name, real)))
         result = pool.crashed(GradeTask(task.student_id, task.assignment, task.notebook, "", task.source), why, Failure.WRONG_NOTEBOOK)
         result.submission = task.submission
+        wrong.append(result)
+    for misnamed in found.misnamed:  # collect already moved such a file to the notebook it holds: the same rows
+        if (misnamed.student_id, misnamed.assignment, misnamed.notebook) in have:
+            continue
+        source = next(nb.source for nb in course.notebooks() if (nb.assignment, nb.name) == (misnamed.assignment, misnamed.notebook))
+        result = pool.crashed(GradeTask(misnamed.student_id, misnamed.assignment, misnamed.notebook, "", str(source)),
+                              misnamed.why, Failure.WRONG_NOTEBOOK)
+        result.submission = misnamed.file
         wrong.append(result)
     found.tasks[:] = kept
     wrong_keys = {r.key for r in wrong}

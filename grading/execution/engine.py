@@ -25,6 +25,7 @@ import atexit
 import base64
 import builtins
 import contextlib
+import functools
 import io
 import re
 import symtable
@@ -51,7 +52,7 @@ from grading.model import AFTER_HIDDEN, CellRun, CellStatus, ExecLog, PropertyRe
 from grading.options import GradeOptions
 
 _RUNNERS: dict[tuple, Runner] = {}
-_transform = TransformerManager().transform_cell
+_transform = functools.lru_cache(maxsize=4096)(TransformerManager().transform_cell)  # the course's cells recur in every submission
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURE = 2 * 1024**2
 

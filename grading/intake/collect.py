@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import json
 import os
 import re
 import shutil
@@ -67,6 +68,7 @@ from pathlib import Path, PurePosixPath
 
 from grading import course
 from grading.intake import identify
+from grading.intake.discover import HANDED_IN
 
 SUFFIXES = (".ipynb", ".py")
 ZIP_MAX_ENTRIES = 20_000
@@ -228,6 +230,7 @@ class Plan:
     wrong: list[str] = field(default_factory=list)  # files named like one notebook holding another
     collisions: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # student id -> name as the LMS wrote it
+    misnamed: dict[str, dict] = field(default_factory=dict)  # relpath -> what discovery needs to report it (HANDED_IN)
 
 
 def _files(download: Path) -> list[Path]:
@@ -271,6 +274,10 @@ def plan(download: Path, pattern: str | None = None, assignment: str | None = No
             else:
                 result.wrong.append(f"{rel}: named like {by_name.name} but holds {match.notebook.name} "
                                     f"({match.describe()}): collected as {match.notebook.name}")
+                named = f"{by_name.assignment}/{by_name.name}"
+                result.misnamed[rel] = {"named": named, "file": path.name,
+                                        "why": identify.wrong_reason(path.name, match.notebook, by_name.name, match.describe(), False),
+                                        "note": identify.graded_as_note(named, path.name, match.notebook)}
             nb = match.notebook
         if nb is None:
             result.unmatched.append(f"{rel}: no course notebook name in the file name, and its content is not a course notebook")
@@ -414,6 +421,22 @@ def _write_roster(into: Path, names: dict[str, str]) -> None:
         writer.writerows(sorted(merged.items()))
 
 
+def _record_misnamed(into: Path, result: Plan) -> None:
+    """``<student>/.handed-in.json``: the files collected under the notebook they hold, for autograde's report."""
+    per_student: dict[str, dict] = {}
+    for (student, aid, name), (_path, rel) in result.copies.items():
+        if rel in result.misnamed:
+            per_student.setdefault(student, {})[f"{aid}/{name}"] = result.misnamed[rel]
+    for student, entries in per_student.items():
+        record = Path(into) / student / HANDED_IN
+        if not record.resolve().is_relative_to(Path(into).resolve()):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            entries = {**json.loads(record.read_text(encoding="utf-8")), **entries} if record.is_file() else entries
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+
+
 def collect(download: Path, into: Path, pattern: str | None = None, assignment: str | None = None,
             dry_run: bool = False, log=print) -> int:
     """Copy the files; return the number of submissions collected.  Raises CollectError (exit 2)."""
@@ -466,6 +489,8 @@ def collect(download: Path, into: Path, pattern: str | None = None, assignment: 
                     aside.parent.mkdir(parents=True, exist_ok=True)
                     old.replace(aside)
                 shutil.copy2(path, target)
+        if not dry_run:
+            _record_misnamed(into, result)
         if not dry_run and n:
             _write_roster(into, {sid: name for sid, name in result.names.items() if any(k[0] == sid for k in result.copies)})
         for line in result.replaced:

@@ -4,11 +4,15 @@
 * a single file whose name merely contains the stem (``Copy of scoring_functions.ipynb``) is
   accepted when the exact name is missing;
 * notebooks of a submitted assignment that a student did not hand in are listed as missing;
+* ``collect`` records in ``<student>/.handed-in.json`` each file it moved to the notebook its content
+  is (handed in under another notebook's name): the graded task carries that note, and the notebook
+  it was handed in as gets the same "wrong notebook" row as when autograde finds the file itself;
 * anything else is listed as ignored, with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +32,35 @@ class Missing:
 
 
 @dataclass
+class Misnamed:
+    """A file handed in as (assignment, notebook) that collect filed under the notebook it holds."""
+
+    student_id: str
+    assignment: str
+    notebook: str
+    file: str
+    why: str
+
+
+HANDED_IN = ".handed-in.json"  # written by collect in a student's folder: {"<aid>/<nb>": {"note":, "named":, "why":, "file":}}
+
+
+def _handed_in(student_dir: Path) -> dict[str, dict]:
+    try:
+        data = json.loads((student_dir / HANDED_IN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+@dataclass
 class Discovery:
     tasks: list[GradeTask] = field(default_factory=list)
     missing: list[Missing] = field(default_factory=list)  # notebooks of a submitted assignment not handed in
     ignored: list[str] = field(default_factory=list)  # files/folders that are not part of the course
     students: list[str] = field(default_factory=list)  # every student folder found (before --student)
     assignments: list[str] = field(default_factory=list)  # every assignment folder found (before --assignment)
+    misnamed: list[Misnamed] = field(default_factory=list)  # collect's record of files filed under what they hold
 
 
 def _read_timestamp(folder: Path) -> str | None:
@@ -58,6 +85,11 @@ def discover(submitted: Path, options: GradeOptions, assignments: list[str] | No
         found.students.append(student_dir.name)
         if students and student_dir.name not in students:
             continue
+        record = _handed_in(student_dir)
+        for entry in record.values():
+            aid, _, nid = str(entry.get("named", "")).partition("/")
+            if aid in by_assignment and any(nb.name == nid for nb in by_assignment[aid]) and (not assignments or aid in assignments):
+                found.misnamed.append(Misnamed(student_dir.name, aid, nid, str(entry.get("file", ""))[:200], str(entry.get("why", ""))[:500]))
         for adir in sorted(p for p in student_dir.iterdir() if not p.name.startswith(".")):
             if not adir.is_dir() or adir.is_symlink():
                 found.ignored.append(f"{adir}: not an assignment folder")
@@ -84,6 +116,8 @@ def discover(submitted: Path, options: GradeOptions, assignments: list[str] | No
                 if path is None:
                     found.missing.append(Missing(student_dir.name, adir.name, nb.name))
                     continue
+                if note is None and isinstance(record.get(f"{adir.name}/{nb.name}", {}).get("note"), str):
+                    note = record[f"{adir.name}/{nb.name}"]["note"][:300]
                 claimed.update(p for p in exact if p.is_file())
                 claimed.add(path)
                 found.tasks.append(GradeTask(

@@ -139,6 +139,16 @@ def identify(path: Path) -> Match | None:
     return Match(found[0][0], found[0][1], runner_up)
 
 
+def wrong_reason(filename: str, real: course.Notebook, named: str, evidence: str, left_out: bool) -> str:
+    """One wording for a file handed in as notebook ``named`` that holds ``real`` (autograde and collect alike)."""
+    then = f"left out: {real.name} was handed in too" if left_out else f"graded as {real.name}"
+    return f"`{filename}` is notebook {real.assignment}/{real.name} ({evidence}), not {named}; {then}"
+
+
+def graded_as_note(named: str, filename: str, real: course.Notebook) -> str:
+    return f"handed in as {named} (`{filename}`); recognised by its content as {real.name}"
+
+
 def wrong_notebook(path: Path, expected: course.Notebook) -> Match | None:
     """The other notebook ``path`` is, when its content says it is not ``expected``; else None."""
     match = identify(path)

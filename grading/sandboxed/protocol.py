@@ -1,10 +1,12 @@
 """The wire protocol between the grader and the sandboxed runner: one definition for both ends.
 
-A frame is an 8-byte big-endian length followed by a ``torch.save`` payload (a dict of plain data:
-str, numbers, bool, None, lists, tuples, dicts with str keys, plain CPU tensors, dtypes, devices).
-The reader decodes with ``torch.load(weights_only=True)``, which builds no objects but those, so a
-frame can never run code in the grader.  Frames larger than the reader's limit are refused before
-they are read.
+A frame is an 8-byte big-endian length followed by the payload, a dict of plain data.  Most
+messages (cell outputs, names, handles) hold only JSON types (str, int, float, bool, None, lists,
+dicts with str keys): they travel as ``J`` + JSON, about 20 times faster to read than the other
+form.  Any other message (tuples, plain CPU tensors, dtypes, devices, sizes) travels as a
+``torch.save`` payload, decoded with ``torch.load(weights_only=True)``, which builds no objects but
+those.  Neither form can run code in the grader.  Frames larger than the reader's limit are refused
+before they are read.
 
 Channels (the grader creates and owns all of them):
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import io
+import json
 import os
 import socket
 import struct
@@ -50,7 +53,27 @@ class ProtocolError(RuntimeError):
     """A frame that is too large, truncated or not plain data."""
 
 
+JSON = b"J"  # first byte of a JSON payload (a torch.save payload starts with b"PK", a zip archive)
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_plain(value, depth: int = 0) -> bool:
+    """Exactly JSON's types (no subclasses, no tuples: they would come back as lists), not too deep."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return True
+    if depth > 32:
+        return False
+    if kind is list:
+        return all(_json_plain(v, depth + 1) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _json_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def dumps(message: dict) -> bytes:
+    if _json_plain(message):
+        return JSON + json.dumps(message, separators=(",", ":")).encode()
     import torch
 
     buf = io.BytesIO()
@@ -59,6 +82,14 @@ def dumps(message: dict) -> bytes:
 
 
 def loads(payload: bytes) -> dict:
+    if payload[:1] == JSON:
+        try:
+            message = json.loads(payload[1:])
+        except (ValueError, RecursionError) as exc:  # RecursionError: a forged, deeply nested frame
+            raise ProtocolError(f"unreadable frame ({type(exc).__name__})") from exc
+        if not isinstance(message, dict):
+            raise ProtocolError("a frame that is not a dict")
+        return message
     import torch
 
     try:

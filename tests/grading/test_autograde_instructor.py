@@ -64,6 +64,27 @@ def test_a_wrong_notebook_is_graded_as_what_it_is(wrong_class):
     assert "recognised by its content" in report.split(f"== dan / {NB2.assignment}")[1].split("\n==")[0]
 
 
+def test_collect_then_autograde_reports_a_wrong_notebook_as_autograde_alone_does(wrong_class, tmp_path):
+    """dan's notebook 02 saved under 01's name, through an LMS download: collect files it as 02, autograde says why."""
+    from grading.intake.collect import collect
+
+    download = tmp_path / "download"
+    put(download / f"ann - {NB1.filename}", synthetic.submission(NB1, "complete")[1])
+    put(download / f"dan - {NB1.filename}", synthetic.submission(NB2, "complete")[1])
+    sub, out = tmp_path / "submitted", tmp_path / "out"
+    collect(download, sub, log=lambda _: None)
+    assert (sub / "dan" / NB2.assignment / NB2.filename).is_file() and not (sub / "dan" / NB1.assignment).exists()
+    proc = run_cli("autograde", str(sub), "--out", str(out), "--db", str(out / "gradebook.db"), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    direct = (wrong_class["out"] / "report").read_text()
+    collected = (out / "report").read_text()
+    line = f"wrong notebook: dan/{NB1.assignment}/{NB1.name}: "
+    said = lambda report: next(x for x in report.splitlines() if x.startswith(line)).replace(f"dan - {NB1.filename}", NB1.filename)  # noqa: E731
+    assert said(collected) == said(direct)
+    assert "recognised by its content" in collected.split(f"== dan / {NB2.assignment}")[1].split("\n==")[0]
+    assert all(status == "error" for _, _, status in _rows(list(csv.reader(open(out / "grades.csv"))), "dan", NB1))
+
+
 def test_students_without_a_notebook_others_handed_in_are_listed(wrong_class):
     report = (wrong_class["out"] / "report").read_text()
     assert f"no submission: ann has no {NB2.assignment}/{NB2.name}" in report
