@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect = sub.add_parser(
         "collect", help="turn an LMS download (flat folder or .zip) into the submitted layout",
         description="Copy each .ipynb/.py of DOWNLOAD to SUBMITTED/<student>/<assignment>/<notebook>.<ext>; "
-                    "see grading/collect.py for the naming rules.",
+                    "see grading/intake/collect.py for the naming rules.",
     )
     collect.add_argument("download", type=Path, help="folder (or .zip) downloaded from the LMS")
     collect.add_argument("--into", type=Path, required=True, help="the submitted folder to fill")

