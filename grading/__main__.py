@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench(args.students, args.workers, args.out)
     if args.command == "export":
-        from grading.reporting.gradebook import export, totals_path
+        from grading.reporting.gradebook import export, provisional, totals_path
 
         try:
             n = export(args.db, args.out, args.format, args.allow_other_course)
@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         written = [args.out] if args.out.exists() else sorted(args.out.parent.glob(f"{args.out.stem}_*{args.out.suffix}"))
         print(f"wrote {n} grade(s) to {', '.join(str(p) for p in written)}"
               + (f" ({args.format} format)" if args.format != "csv" else f" and per-student totals to {totals_path(args.out)}"))
+        for line in provisional(args.db):
+            print(f"warning: {line}")
+        if args.format == "moodle":
+            print("note: Moodle reads Grade in points out of the assignment's Maximum grade on the Moodle side: set it to the "
+                  "notebook's points (the Maximum Grade column) before uploading, or grades above it are skipped")
         return ExitCode.OK
     if args.command == "feedback":
         from grading.reporting.feedback import regenerate

@@ -23,7 +23,7 @@ from grading import course
 from grading import workers as pool
 from grading.execution.sandbox import enforced_limits
 from grading.intake import identify
-from grading.intake.collect import read_roster
+from grading.intake.collect import read_issues, read_roster
 from grading.intake.discover import Discovery, Missing, discover
 from grading.intake.template import load_template
 from grading.model import Failure, GradeTask, SubmissionResult
@@ -257,9 +257,12 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
         header.append(f"no submission: {line}")
     for item in found.ignored:
         header.append(f"ignored:   {item}")
+    collected = read_issues(Path(submitted))  # what `collect` left out: those students are not in this folder at all
+    for line in collected:
+        header.append(f"collect:   {line}")
     write_report(out / "report", results, header)
     try:
-        _write_dashboard(out, results, absent, cleared, found.ignored)
+        _write_dashboard(out, results, absent, cleared + [f"collect: {x}" for x in collected], found.ignored, db_url)
     except Exception as exc:  # noqa: BLE001 - the grades are written; a broken page must not hide them
         print(f"warning: dashboard.html not written ({type(exc).__name__}: {exc}); "
               f"`python -m grading dashboard --out {out}` retries", file=log)
@@ -329,7 +332,17 @@ def _absent(found: Discovery, results: list[SubmissionResult], students: list[st
     return lines
 
 
-def _write_dashboard(out: Path, results: list[SubmissionResult], absent: list[str], cleared: list[str], ignored: list[str]) -> None:
-    from grading.reporting import dashboard
+def _write_dashboard(out: Path, results: list[SubmissionResult], absent: list[str], notes: list[str], ignored: list[str],
+                     db_url: str) -> None:
+    """The class page, with the human scores and comments the gradebook holds (as `python -m grading dashboard --db`)."""
+    import copy
 
-    dashboard.write(out / "dashboard.html", results, absent=absent, notes=cleared, ignored=ignored)
+    from grading.reporting import dashboard
+    from grading.reporting.feedback import with_human_marks
+    from grading.reporting.gradebook import human_marks
+
+    scores, comments = human_marks(db_url)
+    shown = [copy.deepcopy(r) for r in results] if scores or comments else results
+    for r in shown:
+        with_human_marks(r, scores, comments)
+    dashboard.write(out / "dashboard.html", shown, absent=absent, notes=notes, ignored=ignored)

@@ -121,7 +121,7 @@ def score(template: Template, intake: Intake, log: ExecLog) -> list[QuestionResu
             if run.error_segment_hidden:
                 q.hidden, q.hidden_error = Hidden.FAILED, hidden_reason(run.error)
                 if "NotImplementedError" in q.hidden_error or (q.answer_error == "NotImplementedError" and "NameError" in q.hidden_error):
-                    q.reason = q.reason or "not answered yet: the answer cell still raises NotImplementedError (replace it with your code)"
+                    q.reason = q.reason or "not answered yet: NotImplementedError (this answer, or another TODO it calls, still raises it)"
                 q.reason = q.reason or f"hidden checks failed: {q.hidden_error}"
             else:
                 message = error_line(run.error)

@@ -20,6 +20,7 @@ import contextlib
 import math
 import re
 import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -223,7 +224,13 @@ def _words_for(exc: BaseException) -> str:
         return (f"expected a result, got shapes that do not broadcast ({_first_line(exc)}). A 1-D valid_lens of "
                 f"shape (batch,) needs a mask of shape (batch, 1, keys): add the query axis")
     if isinstance(exc, NotImplementedError):
-        return "not answered yet: the answer cell still raises NotImplementedError (replace it with your code)"
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+        where = frames[-1].name if frames and frames[-1].name not in ("<module>", "__init__", "forward") else None
+        if where:  # in the student's notebook the traceback names the stub: perhaps another answer this one calls
+            return (f"not answered yet: `{where}` still raises NotImplementedError (replace it with your code; "
+                    "if it is another TODO that this answer calls, finish that one first)")
+        return ("not answered yet: NotImplementedError (this answer, or another TODO it calls, still raises it: "
+                "replace it with your code)")
     return f"expected a result, got {type(exc).__name__}: {_first_line(exc)}"
 
 

@@ -395,7 +395,7 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         if unanswered:  # checks that tripped over what the unfinished answer never defined: say so, not NameError 'out'
             for p in run.properties:
                 if not p.passed and "not answered yet" not in p.reason and re.search(r"NameError|NotImplementedError", p.reason):
-                    p.reason = "not answered yet: the answer is not finished, so this check could not run"
+                    p.reason = "not answered yet: this answer, or another TODO it calls, is not finished, so this check could not run"
     run.seconds = time.perf_counter() - now
     return run
 

@@ -233,14 +233,19 @@ class Plan:
     misnamed: dict[str, dict] = field(default_factory=dict)  # relpath -> what discovery needs to report it (HANDED_IN)
 
 
-def _files(download: Path) -> list[Path]:
+def _files(download: Path, others: list[str] | None = None) -> list[Path]:
+    """Notebooks and scripts under ``download``; other hand-ins go to ``others`` (relative paths)."""
     found = []
     for folder, dirs, files in os.walk(download, followlinks=False):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_PARTS and not (Path(folder) / d).is_symlink())
         for name in sorted(files):
             path = Path(folder) / name
-            if path.suffix.lower() in SUFFIXES and not path.is_symlink() and path.is_file():
+            if path.is_symlink() or not path.is_file():
+                continue
+            if path.suffix.lower() in SUFFIXES:
                 found.append(path)
+            elif others is not None and not name.startswith("."):
+                others.append(path.relative_to(download).as_posix())
     return found
 
 
@@ -249,7 +254,8 @@ def check_assignment(assignment: str | None) -> None:
         raise CollectError(f"unknown assignment id `{assignment}`; valid: {', '.join(course.assignments())}")
 
 
-def plan(download: Path, pattern: str | None = None, assignment: str | None = None) -> Plan:
+def plan(download: Path, pattern: str | None = None, assignment: str | None = None,
+         roster: dict[str, str] | None = None) -> Plan:
     regex = re.compile(pattern) if pattern else None
     if regex is not None and "student" not in regex.groupindex:
         raise ValueError("--pattern needs a named group `student`, e.g. '(?P<student>\\d+)_'")
@@ -259,7 +265,8 @@ def plan(download: Path, pattern: str | None = None, assignment: str | None = No
     download = Path(download)
     groups: dict[tuple[str, str, str], list[Attempt]] = {}
     identities: dict[str, dict[str, str]] = {}  # student id -> raw identity -> first file
-    for path in _files(download):
+    others: list[str] = []
+    for path in _files(download, others):
         rel = path.relative_to(download).as_posix()
         by_name = notebook_of(path.name, candidates) or notebook_of(rel, candidates)
         match = identify.identify(path)
@@ -294,12 +301,29 @@ def plan(download: Path, pattern: str | None = None, assignment: str | None = No
         if name and name != student:
             result.names.setdefault(student, name)
         groups.setdefault((student, nb.assignment, nb.name), []).append(Attempt(path, rel))
+    for rel in others:
+        result.unmatched.append(f"{rel}: not a notebook (.ipynb) or Colab script (.py); ask the student for the notebook")
     clashing = {sid for sid, ids in identities.items() if len(ids) > 1}
     for sid in sorted(clashing):
         shown = "; ".join(f"`{raw.replace('|', ' ').strip()}` ({rel})" for raw, rel in identities[sid].items())
-        result.collisions.append(f"{sid}: different students map to this id: {shown}; none collected (use --pattern)")
+        result.collisions.append(f"{sid}: different students map to this id: {shown}; none collected (rename one "
+                                 "file so that the ids differ, or collect with a --pattern that matches every file)")
     for sid in clashing:
         result.names.pop(sid, None)
+    return _choose_attempts(result, groups, clashing, identities, roster or {})
+
+
+def _choose_attempts(result: Plan, groups, clashing: set[str], identities, roster: dict[str, str]) -> Plan:
+    """The attempt kept per student and notebook.  A student id whose name differs from the one already in
+    the roster (another collection, another LMS) is a collision too: nothing of it is copied."""
+    for sid, name in list(result.names.items()):
+        known = roster.get(sid)
+        if known and not same_person(known, name) and sid not in clashing:
+            clashing.add(sid)
+            first = next(iter(identities[sid].values()))
+            result.collisions.append(f"{sid}: `{name}` ({first}) has the id of `{known}` in roster.csv (an earlier collection); "
+                                     "not collected: check which student this is, then rename the file or fix roster.csv")
+            result.names.pop(sid, None)
     for key, attempts in sorted(groups.items()):
         if key[0] in clashing:
             continue
@@ -343,7 +367,12 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                 if _is_symlink(info):
                     skipped.append(f"{info.filename}: a symbolic link")
                     continue
-                if not info.filename.lower().endswith(SUFFIXES) or any(p in SKIP_PARTS for p in parts):
+                if any(p in SKIP_PARTS for p in parts):  # macOS resource forks, checkpoints: not hand-ins
+                    continue
+                if not info.filename.lower().endswith(SUFFIXES):
+                    kind = "a zip inside the zip: extract it and collect its folder" if info.filename.lower().endswith(".zip") \
+                        else "not a notebook (.ipynb) or Colab script (.py); ask the student for the notebook"
+                    skipped.append(f"{info.filename}: {kind}")
                     continue
                 if info.filename.startswith("/") or ".." in parts or any(":" in p for p in parts[:1]):
                     skipped.append(f"{info.filename}: a path outside the archive")
@@ -410,9 +439,25 @@ def read_roster(into: Path) -> dict[str, str]:
     return {}
 
 
+def _letters(name: str) -> str:
+    """A name's letters, accents removed, sorted: Canvas's ``smithjane`` and Moodle's ``Jane Smith`` agree."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(sorted(c for c in plain if c.isalpha() and not unicodedata.combining(c)))
+
+
+def same_person(a: str, b: str) -> bool:
+    return _letters(a) == _letters(b)
+
+
 def _write_roster(into: Path, names: dict[str, str]) -> None:
-    """Add the names found to ``INTO/roster.csv``; names already there (perhaps corrected by hand) are kept."""
-    merged = {**names, **read_roster(into)}
+    """Add the names found to ``INTO/roster.csv``.  Names already there (perhaps corrected by hand) are kept,
+    except that a name written as words replaces the same letters run together (``smithjane`` -> ``Jane Smith``)."""
+    merged = dict(names)
+    for sid, old in read_roster(into).items():
+        new = names.get(sid)
+        merged[sid] = new if new and " " not in old.strip() and " " in new.strip() and same_person(old, new) else old
     if not merged:
         return
     with open(Path(into) / ROSTER, "w", newline="", encoding="utf-8") as f:
@@ -421,20 +466,44 @@ def _write_roster(into: Path, names: dict[str, str]) -> None:
         writer.writerows(sorted(merged.items()))
 
 
+ISSUES = ".collect-issues.json"  # inside --into: what the last collect left out and why (autograde's report repeats it)
+
+
+def _record_issues(into: Path, result: Plan, skipped: list[str]) -> None:
+    lines = ([f"id collision: {x}" for x in result.collisions] + [f"not collected: {x}" for x in result.unmatched]
+             + [f"skipped in the zip: {x}" for x in skipped] + [f"CHECK attempts: {x}" for x in result.doubtful])
+    Path(into).mkdir(parents=True, exist_ok=True)
+    (Path(into) / ISSUES).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "issues": lines}, indent=1) + "\n",
+                                     encoding="utf-8")
+
+
+def read_issues(into: Path) -> list[str]:
+    """What the last collect into ``into`` left out or doubted, in its words (empty when none was recorded)."""
+    try:
+        data = json.loads((Path(into) / ISSUES).read_text(encoding="utf-8"))
+        return [str(x)[:500] for x in data.get("issues", [])][:500]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def _record_misnamed(into: Path, result: Plan) -> None:
     """``<student>/.handed-in.json``: the files collected under the notebook they hold, for autograde's report."""
     per_student: dict[str, dict] = {}
-    for (student, aid, name), (_path, rel) in result.copies.items():
-        if rel in result.misnamed:
-            per_student.setdefault(student, {})[f"{aid}/{name}"] = result.misnamed[rel]
+    for (student, aid, name), (_path, rel) in result.copies.items():  # None: this notebook now comes from a rightly named file
+        per_student.setdefault(student, {})[f"{aid}/{name}"] = result.misnamed.get(rel)
     for student, entries in per_student.items():
         record = Path(into) / student / HANDED_IN
         if not record.resolve().is_relative_to(Path(into).resolve()):
             continue
+        old = {}
         with contextlib.suppress(OSError, ValueError):
-            entries = {**json.loads(record.read_text(encoding="utf-8")), **entries} if record.is_file() else entries
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+            old = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+        merged = {k: v for k, v in {**(old if isinstance(old, dict) else {}), **entries}.items() if v}
+        if merged:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
+        elif record.is_file():
+            record.unlink()
 
 
 def collect(download: Path, into: Path, pattern: str | None = None, assignment: str | None = None,
@@ -456,7 +525,7 @@ def collect(download: Path, into: Path, pattern: str | None = None, assignment: 
     elif not download.is_dir():
         raise CollectError(f"{download} is neither a folder nor a zip file")
     try:
-        result = plan(download, pattern, assignment)
+        result = plan(download, pattern, assignment, read_roster(into))
         root = into.resolve()
         n = 0
         for (student, aid, name), (path, rel) in sorted(result.copies.items()):
@@ -491,6 +560,7 @@ def collect(download: Path, into: Path, pattern: str | None = None, assignment: 
                 shutil.copy2(path, target)
         if not dry_run:
             _record_misnamed(into, result)
+            _record_issues(into, result, skipped)
         if not dry_run and n:
             _write_roster(into, {sid: name for sid, name in result.names.items() if any(k[0] == sid for k in result.copies)})
         for line in result.replaced:

@@ -515,6 +515,23 @@ def _moodle(path: Path, records: list[GradeRecord], sums, names) -> list[Path]:
     return written
 
 
+def provisional(db: str | Path | None) -> list[str]:
+    """Why the exported grades are not final yet, in words: points still to grade by hand, error rows (0)."""
+    records = grade_records(db_url_for(db))
+    sums = {k: t for k, t in totals(records).items() if k[1] != "all"}
+    pending = [k for k, t in sums.items() if t.pending]
+    errors = [k for k, t in sums.items() if t.errors]
+    lines = []
+    if pending:
+        points = sum(sums[k].pending for k in pending)
+        lines.append(f"{len(pending)} student-assignment(s) still have {fmt(points)} point(s) to grade by hand (counted as 0 "
+                     "in this export): grade them in Formgrader and export again")
+    if errors:
+        lines.append(f"{len(errors)} student-assignment(s) include questions that could not be graded (error rows, counted as 0): "
+                     f"{', '.join(f'{s}/{a}' for s, a in errors[:8])}{' ...' if len(errors) > 8 else ''}; see the report")
+    return lines
+
+
 def export(db: str | Path | None, out: Path, format: str = "csv", allow_other_course: bool = False) -> int:  # noqa: A002
     """Write the final table (manual grades included) from the gradebook; return the row count.
 

@@ -128,8 +128,11 @@ def test_hostile_zip_entries_never_leave_into(tmp_path):
     lines = []
     collect(archive, tmp_path / "into" / "sub", log=lines.append)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == ["evil.zip", f"into/sub/34567/{NB1.assignment}/{NB1.name}.ipynb"], written
+    assert written == ["evil.zip", "into/sub/.collect-issues.json", f"into/sub/34567/{NB1.assignment}/{NB1.name}.ipynb"], written
     assert any("symbolic link" in line for line in lines) and any("outside the archive" in line for line in lines)
+    assert any("payload.sh: not a notebook" in line for line in lines), lines  # listed, not silently dropped
+    issues = (tmp_path / "into" / "sub" / ".collect-issues.json").read_text()
+    assert "symbolic link" in issues and "payload.sh" in issues  # autograde's report repeats them
 
 
 def test_zip_limits_are_checked_before_extracting(tmp_path, monkeypatch):
@@ -224,3 +227,29 @@ def test_names_from_the_lms_files_go_into_the_roster_and_corrections_stay(tmp_pa
     (into / "roster.csv").write_text("student_id,name\n12345,Jane A. Smith\n")  # corrected by hand
     collect(archive, into, log=lambda _: None)
     assert read_roster(into)["12345"] == "Jane A. Smith" and "23456" in read_roster(into)
+
+
+def test_non_notebooks_are_listed_and_a_known_id_with_another_name_is_a_collision(tmp_path):
+    folder = tmp_path / "download"
+    folder.mkdir()
+    (folder / f"kimsoo_44444_700001_{NB1.name}.html").write_text("<html>notebook exported as HTML</html>")
+    (folder / f"doejohn_22222_700002_{NB1.name}.ipynb").write_bytes(nb_bytes(NB1))
+    into = tmp_path / "sub"
+    lines = []
+    collect(folder, into, log=lines.append)
+    assert any(f"kimsoo_44444_700001_{NB1.name}.html: not a notebook" in line for line in lines), lines
+    # later, from another LMS: the same id with the letters of another name
+    other = tmp_path / "moodle"
+    (other / "Jose Alvarez_22222_assignsubmission_file_").mkdir(parents=True)
+    (other / "Jose Alvarez_22222_assignsubmission_file_" / f"{NB2.name}.ipynb").write_bytes(nb_bytes(NB2, "blank"))
+    lines = []
+    collect(other, into, log=lines.append)
+    assert any("id collision: 22222" in line and "doejohn" in line for line in lines), lines
+    assert not (into / "22222" / NB2.assignment).exists()
+    # the same student written as words (Moodle) after run together (Canvas): the roster gets the readable name
+    same = tmp_path / "moodle2"
+    (same / "John Doe_22222_assignsubmission_file_").mkdir(parents=True)
+    (same / "John Doe_22222_assignsubmission_file_" / f"{NB2.name}.ipynb").write_bytes(nb_bytes(NB2))
+    collect(same, into, log=lambda _: None)
+    assert (into / "22222" / NB2.assignment / f"{NB2.name}.ipynb").exists()
+    assert "22222,John Doe" in (into / "roster.csv").read_text()

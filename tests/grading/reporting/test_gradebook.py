@@ -204,6 +204,10 @@ def test_export_totals_and_lms_formats(tmp_path):
     row = next(r for r in moodle if r["Identifier"] == "Participant 12345")
     assert float(row["Grade"]) == auto + 1.5 and "Nice & clear." in row["Feedback comments"]
     assert row["Full name"] == "Jane van Smith"
+    from grading.reporting.gradebook import provisional
+
+    warnings = provisional(out / "gradebook.db")  # export says what is not final yet
+    assert any("to grade by hand" in w for w in warnings), warnings
 
 
 def test_a_csv_or_another_course_is_not_a_gradebook(tmp_path):
