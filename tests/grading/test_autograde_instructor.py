@@ -71,6 +71,7 @@ def test_collect_then_autograde_reports_a_wrong_notebook_as_autograde_alone_does
     download = tmp_path / "download"
     put(download / f"ann - {NB1.filename}", synthetic.submission(NB1, "complete")[1])
     put(download / f"dan - {NB1.filename}", synthetic.submission(NB2, "complete")[1])
+    put(download / f"eve - {NB1.name}.html", b"<html>exported, not the notebook</html>")
     sub, out = tmp_path / "submitted", tmp_path / "out"
     collect(download, sub, log=lambda _: None)
     assert (sub / "dan" / NB2.assignment / NB2.filename).is_file() and not (sub / "dan" / NB1.assignment).exists()
@@ -83,6 +84,7 @@ def test_collect_then_autograde_reports_a_wrong_notebook_as_autograde_alone_does
     assert said(collected) == said(direct)
     assert "recognised by its content" in collected.split(f"== dan / {NB2.assignment}")[1].split("\n==")[0]
     assert all(status == "error" for _, _, status in _rows(list(csv.reader(open(out / "grades.csv"))), "dan", NB1))
+    assert f"collect:   not collected: eve - {NB1.name}.html: not a notebook" in collected  # what collect left out, repeated
 
 
 def test_students_without_a_notebook_others_handed_in_are_listed(wrong_class):
