@@ -24,8 +24,11 @@ c.ExecutePreprocessor.timeout = 300
 c.Execute.timeout = 300
 
 # Formgrader's "Generate Feedback" renders the autograded notebooks for students: strip hidden tests first
-# (the autograded notebooks written by `python -m grading autograde` hold none; this guards any other source).
+# (the autograded notebooks written by `python -m grading autograde` hold none; this guards any other source),
+# and the outputs of student code that ran after a hidden check had called it (they could show its inputs).
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
 
-c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+from grading.reporting.feedback import ClearAfterHidden  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [ClearHiddenTests, ClearAfterHidden, GetGrades, CSSHTMLHeaderPreprocessor]

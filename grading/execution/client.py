@@ -306,9 +306,22 @@ MAX_ITEMS = 200_000  # list, tuple and dict entries one grade cell may receive (
 class Budget:
     """What a grade cell has fetched so far, against its limits; and what its calls did to their arguments."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, write_back: bool = True, seconds: float | None = None) -> None:
         self.limit, self.used, self.items = limit, 0, 0
         self.mutations: list[str] = []
+        # Visible checks see a call change its arguments, as in the notebook; hidden checks only note it: their
+        # own tensors stay as they built them (a call that zeroed them must not change the expected values).
+        self.write_back = write_back
+        self.deadline = time.monotonic() + seconds if seconds is not None else None  # the whole grade cell's time
+
+    def seconds_left(self, timeout: float) -> float:
+        """The time one request may take: its own limit, within what is left of the grade cell's."""
+        if self.deadline is None:
+            return timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:  # as if the call had been interrupted at the cell's limit
+            raise RunnerInterrupted("timeout", "the check cell's time ran out")
+        return min(timeout, left)
 
     def charge(self, nbytes: int, items: int = 0) -> None:
         self.used += nbytes
@@ -360,7 +373,7 @@ class RemoteObject:
         object.__setattr__(self, "_budget", budget)
 
     def _ask(self, message: dict) -> dict:
-        reply = self._runner.request({**message, "handle": self._handle}, self._timeout)
+        reply = self._runner.request({**message, "handle": self._handle}, self._budget.seconds_left(self._timeout))
         if "raised" in reply:
             raise _student_exception(reply)
         return reply
@@ -385,7 +398,7 @@ class RemoteObject:
             self._budget.mutations.append(f"{self._kind} changed its {where} in place")
             target = args[int(path[1:])] if path[0] == "a" and path[1:].isdigit() and int(path[1:]) < len(args) else kwargs.get(path[1:])
             final = checked(final, self._budget)
-            if isinstance(target, torch.Tensor) and isinstance(final, torch.Tensor):
+            if self._budget.write_back and isinstance(target, torch.Tensor) and isinstance(final, torch.Tensor):
                 with torch.no_grad():
                     if final.shape == target.shape and final.dtype == target.dtype:
                         target.copy_(final.to(target.device))

@@ -228,12 +228,12 @@ def _compare_given_tensors(runner: Runner, ns: TrustedNamespace, code: str, time
 
 
 def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: frozenset[str],
-                   timeout: float, options: GradeOptions) -> Verdict:
+                   timeout: float, options: GradeOptions, hidden: bool = False) -> Verdict:
     """Execute a grade cell here. Only the declared ``answers`` come from the sandbox; all else is ours."""
     run = Verdict()
     start = time.monotonic()
     code = _transform(source)
-    budget = Budget(options.cell_reply_bytes)
+    budget = Budget(options.cell_reply_bytes, write_back=not hidden, seconds=timeout)
     local = dict(ns.globals)
     try:
         tree = ast.parse(code)
@@ -352,7 +352,7 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
     outcomes = []
     for segment in part.segments:
         left = max(deadline - time.perf_counter(), 0.1)
-        verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options)
+        verdict = run_grade_cell(runner, ns, segment.source, answers, min(options.cell_timeout, left), options, segment.hidden)
         run.hidden_ran = run.hidden_ran or segment.hidden
         found = [_property(o, segment.hidden, after_hidden) for o in verdict.outcomes]
         after_hidden = after_hidden or segment.hidden
@@ -370,8 +370,7 @@ def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], 
         if not verdict.ok:
             run.status = CellStatus.ERROR
             quiet = after_hidden and verdict.student_raised  # its message may carry what it kept of hidden inputs
-            run.error = _error(verdict.ename, "(message not shown: raised after a hidden check had called your code)"
-                               if quiet else verdict.evalue, verdict.student_raised)
+            run.error = _error(verdict.ename, WITHHELD if quiet else verdict.evalue, verdict.student_raised)
             run.error_segment_hidden = segment.hidden
             break
     if run.properties:
@@ -450,6 +449,7 @@ def last_graded_cell(template: Template) -> int:
                default=-1)
 
 
+WITHHELD = "(message not shown: raised after a hidden check had called your code)"
 NOT_RUN = "(not run while grading: this cell comes after the last check, so it cannot change a score)\n"
 
 
@@ -487,6 +487,9 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 # hidden check has called that code (they could carry its inputs into the feedback).
                 error = None if reply.get("ok") is True else _error(_text_of(reply.get("ename"), 100) or "Error",
                                                                     _text_of(reply.get("evalue"), 2000))
+                exposed = hidden_seen and not given  # student code that ran after a hidden check had called it
+                if exposed:  # its words may carry what it kept of the hidden inputs: for the instructor's eyes only
+                    cell.metadata[AFTER_HIDDEN] = True
                 cell.outputs = (_stream("stdout", _text_of(reply.get("stdout"), 20_000))
                                 + _stream("stderr", _text_of(reply.get("stderr"), 20_000))
                                 + _figures(reply, hidden_seen) + ([error] if error else []))
@@ -499,7 +502,8 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                     # the course's own "try it" code defines inputs a check reads: build them here too
                     run_grade_cell(runner, ns, cell.source, answers, limit, options)
                     _baseline(runner, ns, cell.source, limit, given=False)
-                log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=error)
+                shown = _error(error["ename"], WITHHELD) if exposed and error is not None else error  # what the feedback quotes
+                log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=shown)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
             if ns.baselines:  # the visible check's own code may change its inputs: not the answer's doing

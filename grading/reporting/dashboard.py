@@ -140,6 +140,9 @@ def word_tokens(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
+LONG_TOKENS = 400  # longer answers are compared by their shared 3-token shingles (linear time), not by difflib
+
+
 def _shingles(tokens: list[str]) -> set[tuple[str, ...]]:
     return {tuple(tokens[i:i + 3]) for i in range(max(len(tokens) - 2, 1))}
 
@@ -159,7 +162,10 @@ def similar_pairs(answers: dict[str, str], code: bool, reference: str | None = N
         sa, sb = shingles[a], shingles[b]
         if len(sa & sb) / max(len(sa | sb), 1) < 0.5:
             continue
-        ratio = difflib.SequenceMatcher(None, toks[a], toks[b], autojunk=False).ratio()
+        if max(len(toks[a]), len(toks[b])) > LONG_TOKENS:  # SequenceMatcher can take minutes on long, repetitive text
+            ratio = len(sa & sb) / max(len(sa | sb), 1)
+        else:
+            ratio = difflib.SequenceMatcher(None, toks[a], toks[b], autojunk=False).ratio()
         if ratio >= SIMILAR:
             pairs.append((ratio, a, b))
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import Preprocessor
 
 from grading.intake.template import Template, load_template
 from grading.model import AFTER_HIDDEN, Status
@@ -51,6 +52,22 @@ def strip_hidden(source: str) -> str:
         elif not inside:
             kept.append(line)
     return "\n".join(kept)
+
+
+class ClearAfterHidden(Preprocessor):
+    """For nbgrader's Generate Feedback: the outputs of student code that ran after a hidden check had called it
+    (the engine marks those cells) are replaced by a note, as in this kit's own feedback pages: that code may
+    have kept the hidden inputs and printed, drawn or raised them."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and cell.get("metadata", {}).get(AFTER_HIDDEN):
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=WITHHELD_OUTPUT)]
+        elif cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not o.get("metadata", {}).get(AFTER_HIDDEN)]
+        return cell, resources
+
+
+WITHHELD_OUTPUT = "(output not shown in feedback: this code ran after a hidden check had called it)\n"
 
 
 def inert_notebook(executed: str) -> str:

@@ -123,6 +123,7 @@ def write_formgrader_config(db_url: str, autograded: Path, submitted: Path | Non
         "import os\n\n"
         "from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor\n"
         "from nbgrader.preprocessors import ClearHiddenTests, GetGrades\n"
+        "from grading.reporting.feedback import ClearAfterHidden\n"
         "from traitlets.config.loader import PyFileConfigLoader\n\n"
         "c = get_config()  # noqa: F821\n"
         f"c.merge(PyFileConfigLoader('nbgrader_config.py', path={str(course.root())!r}).load_config())\n"
@@ -135,7 +136,7 @@ def write_formgrader_config(db_url: str, autograded: Path, submitted: Path | Non
         "c.CourseDirectory.feedback_directory = 'nbgrader-feedback'  # not feedback/: that is ours\n"
         f"c.CourseDirectory.db_url = {db_url!r}\n"
         f"c.CourseDirectory.course_id = {course_id()!r}\n"
-        "c.GenerateFeedback.preprocessors = [ClearHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]\n"
+        "c.GenerateFeedback.preprocessors = [ClearHiddenTests, ClearAfterHidden, GetGrades, CSSHTMLHeaderPreprocessor]\n"
     )
     return config
 

@@ -131,6 +131,21 @@ class DistanceAttention(nn.Module):
 '''
 
 
+UNIFORM = '''
+import torch
+
+def masked_softmax(X, valid_lens):
+    """Wrong: the same weight on every valid key, whatever the scores."""
+    weights = torch.ones_like(X)
+    if valid_lens is not None:
+        lens = valid_lens if valid_lens.dim() == 2 else valid_lens[:, None].expand(X.shape[0], X.shape[1])
+        weights = weights * (torch.arange(X.shape[-1], device=X.device)[None, None, :] < lens[:, :, None])
+    out = weights / weights.sum(-1, keepdim=True).clamp(min=1)
+    ZERO
+    return out
+'''
+
+
 FORK_DISTANCE = '''
 import math
 import os
@@ -178,6 +193,8 @@ plt.show()
 class AdditiveAttention:
     def __init__(self, *args, **kwargs):
         raise ValueError("STASH-MESSAGE " + repr(_kept))
+
+raise RuntimeError("STASH-CELL " + repr(_kept))  # the answer cell's own error, quoted by the feedback
 '''
 
 
@@ -241,6 +258,9 @@ def _class(folder: Path) -> None:
     _write(folder, "i_bmm", NB1, synthetic.submission(NB1, "complete", overrides={"bmm_vs_matmul": WRONG_BMM})[1])
     _write(folder, "j_probe", NB1, _with_prefix(NB1, "masked_softmax", LEFTOVERS))
     _write(folder, "k_numpy", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": NUMPY_DISTANCE})[1])
+    _write(folder, "e_uniform", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": UNIFORM.replace("ZERO", "")})[1])
+    _write(folder, "e_uniform_zeroing", NB1, synthetic.submission(  # and zeroes the scores it is given: the expected values change?
+        NB1, "complete", overrides={"masked_softmax": UNIFORM.replace("ZERO", "X.zero_()")})[1])
     _write(folder, "k_fork", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FORK_DISTANCE})[1])
     _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
     _write(folder, "g_stash", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": STASH_KEEP,
@@ -292,7 +312,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 18, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 20, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -356,10 +376,16 @@ def test_no_secret_and_no_host_file_reaches_any_output(attacked):
     assert "your code raised ValueError" in feedback or "ValueError" in feedback
 
 
+def test_zeroing_the_inputs_of_a_hidden_check_gains_nothing(attacked):
+    """A wrong answer that also zeroes its arguments: hidden checks keep their own tensors, so it scores no more."""
+    scores = attacked["scores"]
+    assert scores[("e_uniform_zeroing", "test_masked_softmax")] <= scores[("e_uniform", "test_masked_softmax")] < 4
+
+
 def test_hidden_inputs_kept_by_the_code_do_not_reach_its_feedback(attacked):
     """batch_scores keeps what every check hands it; a later answer raises and draws what it kept."""
     page = (attacked["out"] / "feedback" / "g_stash" / NB1.assignment / f"{NB1.name}.html").read_text()
-    assert "STASH-MESSAGE [" not in page and "(4, 3, 7)" not in page, page[-3000:]  # the answer's source is shown, its message not
+    assert "STASH-MESSAGE [" not in page and "STASH-CELL [" not in page and "(4, 3, 7)" not in page, page[-3000:]  # the answer's source is shown, its message not
     assert "not shown here" in page  # the figure drawn after the hidden check is left out, and the page says so
     honest = (attacked["out"] / "feedback" / "b_honest" / NB1.assignment / f"{NB1.name}.html").read_text()
     assert "<img" in honest  # figures from before the first hidden check are still there

@@ -113,3 +113,15 @@ def test_figures_are_titled_labelled_and_colour_blind_safe(monkeypatch):
             assert mcolors.to_hex(patch.get_facecolor()).upper() in {c.upper() for c in okabe_ito}
     hatches = {p.get_hatch() for p in figures[1].axes[0].patches}
     assert len(hatches) == 5  # every category also differs by pattern, not only by colour
+
+
+def test_long_colluding_answers_cannot_stall_the_similarity_view():
+    """Two answers of 1,500 repetitive lines: difflib alone took minutes on such pairs."""
+    import time
+
+    a = "def f(a, b):\n" + "    a = b\n" * 1500
+    b = "def f(a, b):\n" + "    a + b\n" * 1500
+    t0 = time.perf_counter()
+    pairs = dashboard.similar_pairs({"x": a, "y": b, "z": a}, code=True)
+    assert time.perf_counter() - t0 < 5
+    assert pairs and pairs[0][1:] == ("x", "z")  # identical long answers are still found
