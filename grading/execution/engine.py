@@ -502,7 +502,10 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                     # the course's own "try it" code defines inputs a check reads: build them here too
                     run_grade_cell(runner, ns, cell.source, answers, limit, options)
                     _baseline(runner, ns, cell.source, limit, given=False)
-                shown = _error(error["ename"], WITHHELD) if exposed and error is not None else error  # what the feedback quotes
+                shown = error
+                if exposed and error is not None:  # the feedback quotes its type only, and the system's own words for memory
+                    memory = re.search(r"(can't|cannot) allocate memory|out of memory", str(error.get("evalue")), re.I)
+                    shown = _error(error["ename"], "out of memory (can't allocate memory)" if memory else "")
                 log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=shown)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
