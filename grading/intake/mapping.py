@@ -160,7 +160,8 @@ def read_notebook(text: str) -> nbformat.NotebookNode:
         try:
             json.loads(text)
         except json.JSONDecodeError as jexc:
-            detail = f" ({jexc.msg} at line {jexc.lineno}, column {jexc.colno})"
+            what = jexc.msg[:-3] if jexc.msg.endswith(" at") else jexc.msg  # "Unterminated string starting at"
+            detail = f" ({what} at line {jexc.lineno}, column {jexc.colno})"
         raise IntakeError(f"not a notebook: the file is not valid JSON{detail}") from exc
     except Exception as exc:  # noqa: BLE001 - any nbformat failure: unreadable submission
         raise IntakeError(f"not a readable notebook: {type(exc).__name__}: {exc}") from exc
