@@ -273,6 +273,46 @@ def _fake_colab() -> None:
     sys.modules["google.colab"] = colab
 
 
+def _quiet_installers() -> None:
+    """``subprocess.run([sys.executable, "-m", "pip", "install", ...])`` and ``os.system("pip install ...")`` in a
+    student's code succeed at once without running anything (and are noted): a submission may not start
+    processes (the seccomp filter), and there is nothing to install while grading.  Other commands fail
+    with PermissionError, as the filter makes them."""
+    import subprocess
+
+    def installing(command) -> bool:
+        words = [os.path.basename(str(w)) for w in (command if isinstance(command, (list, tuple)) else str(command).split())]
+        words = [w for w in words if w != "sudo"]
+        return bool(words) and (words[0] in _INSTALLERS or "pip" in words[1:3] and "-m" in words[1:3])
+
+    def skipped(command) -> str:
+        words = list(command) if isinstance(command, (list, tuple)) else str(command).split()
+        shown = " ".join([os.path.basename(str(words[0])), *map(str, words[1:])]) if words else ""
+        _NOTES.append(f"`{shown[:60]}` skipped (nothing is installed while grading)")
+        return shown
+
+    def wrap(real, result):
+        def run(*args, **kwargs):
+            command = args[0] if args else kwargs.get("args", "")
+            if not installing(command):
+                return real(*args, **kwargs)
+            shown = skipped(command)
+            return result(shown, kwargs)
+        return run
+
+    def completed(shown, kwargs):
+        text = kwargs.get("text") or kwargs.get("universal_newlines") or kwargs.get("encoding")
+        captured = kwargs.get("capture_output") or kwargs.get("stdout") is subprocess.PIPE
+        empty = ("" if text else b"") if captured else None
+        return subprocess.CompletedProcess(shown, 0, empty, empty)
+
+    subprocess.run = wrap(subprocess.run, completed)
+    subprocess.call = wrap(subprocess.call, lambda shown, kwargs: 0)
+    subprocess.check_call = wrap(subprocess.check_call, lambda shown, kwargs: 0)
+    subprocess.check_output = wrap(subprocess.check_output, lambda shown, kwargs: "" if kwargs.get("text") else b"")
+    os.system = wrap(os.system, lambda shown, kwargs: 0)
+
+
 def _capture_figures(shell) -> list:
     """Open figures as PNG display outputs (what the student's notebook would show), then closed."""
     import base64
@@ -301,6 +341,7 @@ class Submission:
         self.shell.user_ns["__name__"] = "__main__"
         self.handles: dict[int, object] = {}
         _fake_colab()
+        _quiet_installers()
 
     # ------------------------------------------------------------------ values
     def encode(self, value, depth: int = 0):
