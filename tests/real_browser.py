@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -61,3 +62,13 @@ def _status(url: str) -> int | None:
         return exc.code
     except OSError:  # not listening yet
         return None
+
+
+def stop_server(server, log) -> None:
+    """Stop a JupyterLab started by a browser test (terminate, then kill) and close its log."""
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()

@@ -148,6 +148,14 @@ _INSTALLERS = ("pip", "pip3", "conda", "mamba", "micromamba", "uv", "apt", "apt-
 _SHELL_CELLS = ("bash", "sh", "shell", "script", "system")  # cell magics that run shell commands
 
 
+def _installs(command) -> bool:
+    """A package installer's command line (``pip install``, ``python -m pip ...``, ``conda``, ``apt-get``...),
+    as a string (``!pip``, ``os.system``) or an argument list (``subprocess.run``)."""
+    words = command if isinstance(command, (list, tuple)) else str(command).split()
+    words = [os.path.basename(str(w)) for w in words if str(w) != "sudo"]
+    return bool(words) and (words[0] in _INSTALLERS or "-m" in words[1:-1] and words[words.index("-m") + 1] == "pip")
+
+
 def _once(line: str) -> str:
     """``%timeit`` options with the loop and repeat counts replaced by one run (``-n1 -r1``)."""
     rest, kept = line.lstrip(), []
@@ -186,8 +194,7 @@ def _shell_class():
 
         def system(self, cmd):  # `!pip install ...`: no network in the sandbox, do not wait for it
             cmd = cmd.strip()
-            words = [w for w in cmd.split() if w != "sudo"]
-            if words and (os.path.basename(words[0]) in _INSTALLERS or re.search(r"-m\s+pip\b", cmd)):
+            if _installs(cmd):
                 self.notes.append(f"`!{cmd[:60]}` skipped (nothing is installed while grading)")
             else:
                 self.notes.append(f"`!{cmd[:60]}` skipped (no shell commands while grading)")
@@ -280,11 +287,6 @@ def _quiet_installers() -> None:
     with PermissionError, as the filter makes them."""
     import subprocess
 
-    def installing(command) -> bool:
-        words = [os.path.basename(str(w)) for w in (command if isinstance(command, (list, tuple)) else str(command).split())]
-        words = [w for w in words if w != "sudo"]
-        return bool(words) and (words[0] in _INSTALLERS or "pip" in words[1:3] and "-m" in words[1:3])
-
     def skipped(command) -> str:
         words = list(command) if isinstance(command, (list, tuple)) else str(command).split()
         shown = " ".join([os.path.basename(str(words[0])), *map(str, words[1:])]) if words else ""
@@ -294,7 +296,7 @@ def _quiet_installers() -> None:
     def wrap(real, result):
         def run(*args, **kwargs):
             command = args[0] if args else kwargs.get("args", "")
-            if not installing(command):
+            if not _installs(command):
                 return real(*args, **kwargs)
             shown = skipped(command)
             return result(shown, kwargs)

@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from notebook_inventory import ROOT, demos, graded, rel, unexpected_errors
-from real_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status
+from real_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status, stop_server
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 TIMINGS: dict[str, float] = {}
@@ -76,12 +76,7 @@ def lab(tmp_path_factory):
         assert anonymous == 403, f"JupyterLab must refuse requests without the token, answered {anonymous}"
         yield {"url": url, "token": token, "served": served}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        stop_server(server, log)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import time
 
 import pytest
 from nbgrader.api import Gradebook
-from real_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status
+from real_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_browser, _settings, _status, stop_server
 
 from grading import course
 from grading.intake.template import load_template
@@ -83,12 +83,7 @@ def lab(graded):
         TIMINGS["jupyterlab_start_s"] = time.perf_counter() - start
         yield {"url": url, "token": token, "log": base / "jupyterlab.log"}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        stop_server(server, log)
 
 
 @pytest.fixture(scope="module")
