@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.USAGE
         return ExitCode.OK
     if args.command == "bench":
+        from grading import workers
         from grading.tools.bench import bench
 
+        workers.allow_fork()  # ours is graded in this process, as `autograde` would: no other thread runs here
         return bench(args.students, args.workers, args.out)
     if args.command == "export":
         from grading.reporting.gradebook import export, provisional, totals_path
@@ -200,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
 def _autograde(parser: argparse.ArgumentParser, args) -> int:
     if not args.submitted.is_dir():
         parser.error(f"{args.submitted} is not a folder")
+    from grading import workers
     from grading.execution.sandbox import SandboxUnavailable, check_available
     from grading.options import GradeOptions, Limits
     from grading.pipeline import Interrupted, UsageError, autograde_class
     from grading.reporting.gradebook import GradebookConflict
+
+    workers.allow_fork()  # this process runs no other thread: its workers may be forked from it
 
     if args.no_sandbox:
         print("warning: --no-sandbox: students' code runs as your own user and can read solutions/, "

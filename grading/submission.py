@@ -24,7 +24,7 @@ import nbformat
 
 from grading.execution.engine import execute
 from grading.intake.mapping import KERNEL_NAME, Intake, map_submission
-from grading.intake.template import Template, load_template
+from grading.intake.template import Template, load_template, to_python
 from grading.model import Failure, GradeTask, SubmissionResult
 from grading.options import GIB
 from grading.scoring import error_questions, score
@@ -65,6 +65,8 @@ def _read_all(fd: int, deadline: float) -> bytes | None:
 
 def bounded_intake(path: Path, template: Template, seconds: float) -> Intake:
     """:func:`map_submission` in a forked child, within ``seconds`` and :data:`INTAKE_MEMORY`."""
+    for cell in template.nb.cells:  # in the parent, so that every child inherits the cache
+        to_python(cell.source)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: map, send the pickled result, exit without cleanup handlers

@@ -11,10 +11,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import signal
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from grading.execution import engine
 from grading.intake.template import load_template
 from grading.model import Failure, GradeTask, SubmissionResult
 from grading.scoring import error_questions
@@ -31,13 +33,37 @@ def crashed(task: GradeTask, reason: str, failure: Failure = Failure.GRADER) -> 
     return result
 
 
-def _ignore_sigint() -> None:
+def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    engine.forget_runners()  # a forked worker must not talk to sandboxes its parent may hold
+
+
+_FORK = False  # set by the command line, whose process runs no other thread (see allow_fork)
+
+
+def allow_fork() -> None:
+    """Say that this process runs no thread but its main one, so that workers may be forked from it."""
+    global _FORK
+    _FORK = True
+
+
+def _context():
+    """How worker processes start.  Forked from this process when the command line said it may
+    (:func:`allow_fork`): the grader is already imported here, and a fresh interpreter spends about 4 s
+    importing it again.  Forking while other threads may hold locks (a test runner, a notebook server)
+    can deadlock, so otherwise workers fork from a clean server process that imports the grader once.
+    Elsewhere than Linux: fresh interpreters."""
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    if _FORK:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["grading.submission"])
+    return context
 
 
 def _pool(workers: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_ignore_sigint)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_init)
 
 
 def _stop(pool: cf.ProcessPoolExecutor) -> None:

@@ -76,6 +76,11 @@ def close_runners() -> None:
     _RUNNERS.clear()
 
 
+def forget_runners() -> None:
+    """Drop the runners this process inherited by fork, without closing them: they are the parent's."""
+    _RUNNERS.clear()
+
+
 atexit.register(close_runners)  # a worker process that ends takes its sandboxes with it
 
 

@@ -49,8 +49,10 @@ BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "get_ipython
 _transformer = TransformerManager()
 
 
+@lru_cache(maxsize=4096)
 def to_python(source: str) -> str:
-    """IPython syntax (magics, ``!shell``) to plain Python, as the kernel would run it."""
+    """IPython syntax (magics, ``!shell``) to plain Python, as the kernel would run it (cached: most cells
+    of a submission are the released notebook's own)."""
     try:
         return _transformer.transform_cell(source)
     except Exception:  # noqa: BLE001 - malformed input: let ast report the syntax error

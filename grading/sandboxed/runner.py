@@ -612,6 +612,34 @@ class Zygote:
                 self.reply({"finished": True, "status": self.status or 0, "died": died})
 
 
+def _warm_up() -> None:
+    """Draw once what the course's figures draw and run the layers its cells run, before any fork.
+
+    Matplotlib loads its fonts, builds its mathtext parser and fills its glyph caches on the first
+    figure it renders (about 0.2 s); torch sets up its kernels on first use.  Done here, every
+    submission process inherits the result instead of paying for it again.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    import attnkit
+
+    x = torch.logspace(-6, 4, 12)
+    attnkit.show_heatmaps(torch.softmax(x.log().reshape(1, 3, 4), dim=-1), titles=["warm"], suptitle="warm")
+    fig, (log_axes, bars) = plt.subplots(1, 2, figsize=(5, 3))
+    log_axes.loglog(x, x, "o-", label=r"$\mathbf{q}^\top\mathbf{k}/\sqrt{d}$, $A'_2$")
+    log_axes.set(xlabel="d", ylabel="variance", title="warm")
+    log_axes.legend(fontsize=8)
+    bars.bar(range(4), [0.1, 0.2, 0.3, 0.4])
+    bars.set_xticks(range(4), [f"k{i}" for i in range(4)])
+    fig.suptitle("warm")
+    fig.tight_layout()
+    _capture_figures(None)
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Dropout(0.1)).eval()
+    with torch.no_grad():
+        torch.bmm(layer(x.reshape(1, 3, 4)), x.reshape(1, 4, 3)).softmax(-1).var()
+
+
 def main(control_fd: int, own_namespace: bool) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
@@ -626,6 +654,7 @@ def main(control_fd: int, own_namespace: bool) -> int:
     # The first TorchDispatchMode imports ~900 modules (sympy, ...): pay that once here, not in
     # every submission (attnkit.peak_memory, in a student's own run of a check, uses one).
     attnkit.peak_memory(lambda: torch.ones(1) + 1)
+    _warm_up()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/fd or mem of this process for the same uid
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # a submission's orphans are ours to reap and to count
     control = socket.socket(fileno=control_fd)

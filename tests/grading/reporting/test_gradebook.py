@@ -261,3 +261,23 @@ def test_dashboard_with_the_gradebook_shows_human_scores(tmp_path):
     hand_grade(db_url, "ann", 1.5, "ok")
     row = rebuild(out, out / "gradebook.db").read_text().split(f"<tr><td>{MANUAL[0]}</td>")[1].split("</tr>")[0]
     assert row.endswith("<td>0</td>") and "<td>1.5</td>" in row
+
+
+def test_a_new_gradebook_is_stamped_with_the_revision_the_alembic_command_reports(tmp_path):
+    """nbgrader asks the `alembic heads` command for the revision a new gradebook is stamped with; the grader
+    reads it with alembic's API instead (seconds faster). Both must give the same revision, and
+    nbgrader's own migration check must accept a gradebook the grader created."""
+    from nbgrader import dbutil
+
+    from grading.reporting import gradebook
+
+    ini = tmp_path / "alembic.ini"
+    dbutil.write_alembic_ini(str(ini), f"sqlite:///{tmp_path / 'unused.db'}")
+    alembic = Path(sys.executable).parent / "alembic"
+    heads = subprocess.run([str(alembic), "-c", str(ini), "heads"], capture_output=True, text=True, check=True).stdout
+    assert gradebook._alembic_head() == heads.split()[0]
+    db = tmp_path / "gradebook.db"
+    with Gradebook(f"sqlite:///{db}"):
+        pass
+    stamped = sqlite3.connect(db).execute("SELECT version_num FROM alembic_version").fetchall()
+    assert stamped == [(heads.split()[0],)]
