@@ -46,6 +46,22 @@ def test_solution_gets_full_marks_in_the_sandbox(tmp_path):
     assert not any("tampering" in e for e in result.events)
 
 
+@pytest.mark.parametrize("nb", course.notebooks(), ids=lambda nb: nb.assignment)
+def test_every_cell_of_a_solution_runs_without_an_error_in_the_sandbox(tmp_path, nb):
+    """Not only the marks: a course cell that fails in the sandbox (an import, a helper) would show its
+    traceback in every student's feedback."""
+    import nbformat
+
+    name, data = synthetic.submission(nb, "complete")
+    (tmp_path / name).write_bytes(data)
+    result = grade_submission(GradeTask("s1", nb.assignment, nb.name, str(tmp_path / name), str(nb.source), OPTIONS))
+    executed = nbformat.reads(result.executed, as_version=4)
+    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(executed.cells) if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert not result.has_errors, result.error
+
+
 def test_blank_scores_zero(tmp_path):
     stub = "raise NotImplementedError()"
     result, scores = grade(tmp_path, dict.fromkeys(["masked_softmax", "batch_scores", "bmm_vs_matmul", "DotProductAttention", "AdditiveAttention"], stub))
