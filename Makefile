@@ -69,10 +69,10 @@ demo: $(STAMP)
 	$(BIN)/python -m grading demo
 
 test: $(STAMP) system-packages lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP) lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not e2e"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check grading helpers tests

@@ -8,7 +8,9 @@ per variant.  End-to-end runs through nbgrader and nbclient live in other tests.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,43 @@ def run_notebook(nb: nbformat.NotebookNode, replace: dict[str, str] | None = Non
     return run
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """What a run decided: each check's verdict (None: passed) and the other cells' errors."""
+
+    checks: dict[str, str | None]
+    cell_errors: list[str]
+
+    @property
+    def passed(self) -> set[str]:
+        return {k for k, v in self.checks.items() if v is None}
+
+    @property
+    def failed(self) -> set[str]:
+        return {k for k, v in self.checks.items() if v is not None}
+
+
+def verdicts(nb: nbformat.NotebookNode, replace: dict[str, str] | None = None, stop_after: str | None = None) -> Verdicts:
+    """:func:`run_notebook`'s verdicts, computed once per test session for each notebook and answers.
+
+    The notebook tests, the visible-catch test and the agreement test judge the same wrong and
+    alternative answers; each run is kept (as JSON) in the session's folder ``ATTNKIT_VERDICTS``
+    (set by conftest.py, shared by the test processes) and read back by whichever test asks next.
+    """
+    folder = os.environ.get("ATTNKIT_VERDICTS")
+    key = hashlib.sha256(json.dumps([nbformat.writes(nb), sorted((replace or {}).items()), stop_after]).encode()).hexdigest()
+    path = Path(folder) / f"{key}.json" if folder else None
+    if path is not None and path.exists():
+        data = json.loads(path.read_text())
+        return Verdicts(data["checks"], data["cell_errors"])
+    run = run_notebook(nb, replace, stop_after)
+    if path is not None:
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_text(json.dumps({"checks": run.checks, "cell_errors": run.cell_errors}))
+        partial.replace(path)  # whole or not at all, whichever process writes it
+    return Verdicts(dict(run.checks), list(run.cell_errors))
+
+
 def answer_source(nb: nbformat.NotebookNode, gid: str) -> str:
     """The source of the cell with this grade_id."""
     for cell in nb.cells:
@@ -127,7 +166,7 @@ def check_verdict(nb: nbformat.NotebookNode, replace: dict[str, str], check: str
     replace = dict(replace)
     if visible_only:
         replace[check] = visible_part(replace.get(check, answer_source(nb, check)))
-    return run_notebook(nb, replace, stop_after=check).checks[check]
+    return verdicts(nb, replace, stop_after=check).checks[check]
 
 
 def question_title(nb: nbformat.NotebookNode, gid: str) -> str:

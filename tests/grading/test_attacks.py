@@ -224,6 +224,14 @@ for ring in (-3, -4, -5):  # the session, user and user-session keyrings of whoe
         found.append(buf.raw[:max(n, 0)].decode(errors="replace"))
 raise ValueError(f"keyring: {found} errno {ctypes.get_errno()}")
 '''
+NO_MASK = '''
+import torch
+
+def masked_softmax(X, valid_lens):
+    """Wrong: no masking at all."""
+    FILL
+    return torch.softmax(X, dim=-1)
+'''
 NB3 = course.notebooks("03_understanding_attention")[0]
 ODD_ID = "o_\x1b]0;owned\x07\x1b[2Jname\rback"
 
@@ -261,6 +269,9 @@ def _class(folder: Path) -> None:
     _write(folder, "e_uniform", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": UNIFORM.replace("ZERO", "")})[1])
     _write(folder, "e_uniform_zeroing", NB1, synthetic.submission(  # and zeroes the scores it is given: the expected values change?
         NB1, "complete", overrides={"masked_softmax": UNIFORM.replace("ZERO", "X.zero_()")})[1])
+    _write(folder, "e_nomask", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": NO_MASK.replace("FILL", "")})[1])
+    _write(folder, "e_nomask_lens", NB1, synthetic.submission(  # and makes every key "valid" in the caller's valid_lens
+        NB1, "complete", overrides={"masked_softmax": NO_MASK.replace("FILL", "valid_lens is None or valid_lens.fill_(X.shape[-1])")})[1])
     _write(folder, "k_fork", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FORK_DISTANCE})[1])
     _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
     _write(folder, "g_stash", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": STASH_KEEP,
@@ -312,7 +323,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 20, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 22, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -380,6 +391,15 @@ def test_zeroing_the_inputs_of_a_hidden_check_gains_nothing(attacked):
     """A wrong answer that also zeroes its arguments: hidden checks keep their own tensors, so it scores no more."""
     scores = attacked["scores"]
     assert scores[("e_uniform_zeroing", "test_masked_softmax")] <= scores[("e_uniform", "test_masked_softmax")] < 4
+
+
+def test_rewriting_the_valid_lengths_it_is_given_gains_nothing(attacked):
+    """A masked_softmax that masks nothing and sets the caller's valid_lens to "every key": the checks compare
+    the mask with their own copy of the lengths, and the visible check says valid_lens was modified."""
+    scores = attacked["scores"]
+    assert scores[("e_nomask_lens", "test_masked_softmax")] <= scores[("e_nomask", "test_masked_softmax")] < 4
+    section = attacked["report"].split("== e_nomask_lens")[1].split("\n== ")[0]
+    assert "valid_lens: expected the function to leave its input unchanged" in section, section
 
 
 def test_hidden_inputs_kept_by_the_code_do_not_reach_its_feedback(attacked):

@@ -35,6 +35,11 @@ def test_blank_answers_fail_every_check(nb):
 MASKED_SOFTMAX_HEAD = "def masked_softmax(X, valid_lens):\n"
 WRONG_MASKED_SOFTMAX = {
     "no masking": "    return torch.softmax(X, dim=-1)\n",
+    "no masking, and valid_lens overwritten to cover every key": """
+        if valid_lens is not None:
+            valid_lens.fill_(X.shape[-1])
+        return torch.softmax(X, dim=-1)
+    """,
     "book style, in place with -1e6": """
         if valid_lens is None:
             return torch.softmax(X, dim=-1)

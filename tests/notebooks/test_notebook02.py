@@ -12,7 +12,7 @@ import math
 import textwrap
 
 import pytest
-from harness import answer_source, load, points, run_notebook
+from harness import answer_source, check_verdict, load, points, run_notebook
 
 SOLUTION = "solutions/02_scoring_exercises/scoring_exercises.ipynb"
 RELEASE = "notebooks/02_scoring_exercises/scoring_exercises.ipynb"
@@ -38,8 +38,7 @@ def solution_run(solution):
 
 def _check_after(solution, gid: str, source: str):
     """Run the notebook with the answer cell ``gid`` replaced, up to its check; return that check's verdict."""
-    run = run_notebook(solution, replace={gid: textwrap.dedent(source)}, stop_after=f"test_{gid}")
-    return run.checks[f"test_{gid}"]
+    return check_verdict(solution, {gid: textwrap.dedent(source)}, f"test_{gid}")
 
 
 # --------------------------------------------------------------------------- the solution itself

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 import torch
-from harness import answer_source, grade_id, load, points, run_notebook
+from harness import answer_source, check_verdict, grade_id, load, points, run_notebook
 
 import attnkit
 from attnkit import KEY, VALUE, attention
@@ -49,9 +49,7 @@ def solution_run(solution):
 
 def _check_after(solution, gid: str, source: str, extra: dict[str, str] | None = None):
     """Run the notebook with answer cell ``gid`` replaced, up to its check; return that check's verdict."""
-    replace = {gid: textwrap.dedent(source), **(extra or {})}
-    run = run_notebook(solution, replace=replace, stop_after=f"test_{gid}")
-    return run.checks[f"test_{gid}"]
+    return check_verdict(solution, {gid: textwrap.dedent(source), **(extra or {})}, f"test_{gid}")
 
 
 def _err(query, target, key=KEY):
