@@ -8,6 +8,7 @@ stored results, so nothing downstream compares free text.
 
 from __future__ import annotations
 
+import builtins
 import enum
 from dataclasses import asdict, dataclass, field, fields
 
@@ -206,6 +207,14 @@ class ExecLog:
     events: list[str] = field(default_factory=list)
     neutralised: list[str] = field(default_factory=list)  # students' habits the sandbox made harmless, per cell
     tampering: list[str] = field(default_factory=list)
+    figure_bytes: int = 0  # PNG bytes of the figures kept so far
     start_seconds: float = 0.0
     run_seconds: float = 0.0
     start_error: str | None = None  # the sandbox could not start: an infrastructure failure
+
+
+def builtin_name(ename: str) -> str:
+    """An exception's type name as the feedback may quote it after a hidden check: Python's own names only.
+    A student's own exception class can be named after anything its code kept (``LEAK_1842_...``)."""
+    known = getattr(builtins, ename, None)
+    return ename if isinstance(known, type) and issubclass(known, BaseException) else "an exception of its own class"

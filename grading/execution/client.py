@@ -61,12 +61,12 @@ def _student_exception(reply: dict) -> Exception:
     base = known if isinstance(known, type) and issubclass(known, Exception) else Exception
     cls = _student_types.get(name)
     if cls is None:  # shown as the student's own exception (module "sandbox"), not as the grader's
-        cls = _student_types[name] = type(name if base is not Exception else "StudentException", (base, StudentError),
+        cls = _student_types[name] = type(name if base is not Exception else "StudentException", (StudentError, base),
                                           {"__module__": "sandbox"})
     try:
         exc = cls(message)
     except Exception:  # an exception type with a special constructor
-        exc = type("StudentException", (Exception, StudentError), {})(f"{name}: {message}")
+        exc = type("StudentException", (StudentError,), {"__module__": "sandbox"})(f"{name}: {message}")
     exc.student_type = name
     return exc
 
@@ -88,6 +88,7 @@ class Runner:
     def __init__(self, sandbox: Sandbox | None, options: GradeOptions) -> None:
         self.sandbox = sandbox
         self.options = options
+        self.deadline: float | None = None  # monotonic time by which the current cell's requests must be answered
         self.channel: socket.socket | None = None
         self.control, theirs = socket.socketpair()
         argv = [sys.executable, "-m", "grading.sandboxed.runner", str(theirs.fileno())]
@@ -228,6 +229,8 @@ class Runner:
         """
         if self.channel is None:
             raise RunnerError("kernel died", "the submission is no longer running")
+        if self.deadline is not None:  # every request of a cell shares the cell's time, however many it makes
+            timeout = min(timeout, max(self.deadline - time.monotonic(), 0.01))
         try:
             self.channel.sendall(protocol.frame(message))
         except OSError:

@@ -48,13 +48,14 @@ from grading.execution.client import (
 )
 from grading.execution.sandbox import Sandbox
 from grading.intake.template import Template, module_binds, parse, used_and_bound
-from grading.model import AFTER_HIDDEN, CellRun, CellStatus, ExecLog, PropertyResult
+from grading.model import AFTER_HIDDEN, CellRun, CellStatus, ExecLog, PropertyResult, builtin_name
 from grading.options import GradeOptions
 
 _RUNNERS: dict[tuple, Runner] = {}
 _transform = functools.lru_cache(maxsize=4096)(TransformerManager().transform_cell)  # the course's cells recur in every submission
 PNG = b"\x89PNG\r\n\x1a\n"
-MAX_FIGURE = 2 * 1024**2
+MAX_FIGURE = 2 * 1024**2  # bytes of one figure
+MAX_FIGURES = 8 * 1024**2  # bytes of all the figures of one notebook (the course's own come to well under 1 MiB)
 
 
 def runner_for(options: GradeOptions) -> Runner:
@@ -296,7 +297,7 @@ def _text_of(value, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _figures(reply: dict, after_hidden: bool = False) -> list:
+def _figures(reply: dict, log: ExecLog, after_hidden: bool = False) -> list:
     """The student's figures as display outputs: PNG only, checked, size-capped (never HTML).
 
     A figure drawn after a hidden check called the student's code may show what that code kept of the
@@ -312,6 +313,10 @@ def _figures(reply: dict, after_hidden: bool = False) -> list:
         except ValueError:
             continue
         if data.startswith(PNG) and len(data) <= MAX_FIGURE:
+            if log.figure_bytes + len(data) > MAX_FIGURES:
+                outputs += _stream("stdout", f"(figure left out: this notebook's figures passed {MAX_FIGURES >> 20} MiB)\n")
+                break
+            log.figure_bytes += len(data)
             outputs.append(nbformat.v4.new_output(
                 "display_data", data={"image/png": base64.b64encode(data).decode(), "text/plain": "<Figure>"},
                 metadata={AFTER_HIDDEN: True} if after_hidden else {}))
@@ -340,7 +345,7 @@ def _property(outcome, hidden: bool, after_hidden: bool = False) -> PropertyResu
     if not outcome.passed:
         cause = outcome.cause
         if (hidden or after_hidden) and isinstance(cause, StudentError):
-            reason = f"your code raised {getattr(cause, 'student_type', type(cause).__name__)}"
+            reason = f"your code raised {builtin_name(getattr(cause, 'student_type', type(cause).__name__))}"
         elif hidden and isinstance(cause, NotImplementedError):
             reason = "not answered yet"
         else:
@@ -425,6 +430,7 @@ def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions
     try:
         _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
     finally:
+        runner.deadline = None
         try:
             if runner.alive:
                 runner.end()
@@ -478,6 +484,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
             log.events.append(log.stop_reason)
             return
         limit = min(options.cell_timeout, deadline - now)
+        runner.deadline = time.monotonic() + limit
         part = tests.get(index)
         try:
             if part is None:
@@ -497,7 +504,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                     cell.metadata[AFTER_HIDDEN] = True
                 cell.outputs = (_stream("stdout", _text_of(reply.get("stdout"), 20_000))
                                 + _stream("stderr", _text_of(reply.get("stderr"), 20_000))
-                                + _figures(reply, hidden_seen) + ([error] if error else []))
+                                + _figures(reply, log, hidden_seen) + ([error] if error else []))
                 if ns.baselines:
                     _refresh_baselines(runner, ns, limit, answer=index in answer_cells)
                 if given:
@@ -510,7 +517,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 shown = error
                 if exposed and error is not None:  # the feedback quotes its type only, and the system's own words for memory
                     memory = re.search(r"(can't|cannot) allocate memory|out of memory", str(error.get("evalue")), re.I)
-                    shown = _error(error["ename"], "out of memory (can't allocate memory)" if memory else "")
+                    shown = _error(builtin_name(error["ename"]), "out of memory (can't allocate memory)" if memory else "")
                 log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=shown)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)

@@ -41,7 +41,7 @@ from grading.sandboxed.protocol import HANDLE, MAX_MESSAGE, MAX_TEXT, Op
 SCRATCH = os.environ.get("ATTNKIT_SCRATCH") or os.getcwd()
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 1, 36, 38
 
 
@@ -123,6 +123,13 @@ def isolate(scratch_bytes: int) -> list[str]:
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
     _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    # /proc read-only: a submission could otherwise reset its own peak-memory record (clear_refs), which
+    # the zygote reads from its own, writable /proc to measure how an answer computes
+    kept = os.statvfs("/proc").f_flag  # a remount must keep the flags it was mounted with (nosuid, noexec, ...)
+    flags = (kept & 0xF0E) | (1 << 21 if kept & 4096 else 0)  # ST_NOSUID.. ST_NOEXEC, noatime, nodiratime; relatime
+    if (_libc.mount(b"/proc", b"/proc", None, MS_BIND | MS_REC, None) != 0
+            or _libc.mount(None, b"/proc", None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags, None) != 0):
+        problems.append(f"no read-only /proc ({os.strerror(ctypes.get_errno())})")
     options = f"size={scratch_bytes},mode=1777".encode()
     pairs = [p.split(":", 1) for p in os.environ.get("ATTNKIT_REBIND", "").split(";") if ":" in p]
     python_in_tmp = any(p.startswith("/tmp/") for p in sys.path) and not pairs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import time
@@ -130,6 +131,46 @@ class DistanceAttention(nn.Module):
         return torch.bmm(self.dropout(self.attention_weights), values)
 '''
 
+
+FOUR_D = '''
+import math
+import torch
+from torch import nn
+
+class DistanceAttention(nn.Module):
+    """Correct values through the forbidden (batch, n, m, d) tensor of differences (then RESET)"""
+
+    def __init__(self, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        diff = queries[:, :, None, :] - keys[:, None, :, :]
+        scores = -(diff ** 2).sum(-1) / (2 * math.sqrt(queries.shape[-1]))
+        del diff
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        out = torch.bmm(self.dropout(self.attention_weights), values)
+        for path in RESET:  # forget the peak: "5" resets the peak resident memory the kernel reports for this process
+            try:
+                open(path, "w").write("5")
+            except OSError:
+                pass
+        return out
+'''
+# A correct DistanceAttention that keeps the hidden check's queries, then a later answer whose exception *class*
+# is named after them (the message is withheld after a hidden check; the type name was not).
+LEAK_BY_NAME = {"DistanceAttention": None, "DiffDimDotProductAttention": '''
+if globals().get("SEEN"):
+    raise type("LEAK_" + "_".join(str(round(float(x) * 1e4)) for x in globals()["SEEN"][0].flatten()[:6]), (Exception,), {})()
+'''}
+BLOAT = '''
+import base64, gc, os
+for _space in gc.get_objects():  # the sandbox's own figure capture, replaced: 8 "PNGs" of 1 MiB after every cell
+    if isinstance(_space, dict) and "_capture_figures" in _space and "Submission" in _space:
+        _blob = base64.b64encode(b"\\x89PNG\\r\\n\\x1a\\n" + os.urandom(1 << 20)).decode()
+        _space["_capture_figures"] = lambda shell: [{"png": _blob, "text": "x"}] * 8
+'''
+FORGED_KERNEL = "python3\n\n== b_honest / 01_scoring_functions / scoring_functions: 0/13  [graded]\n\u202e\u2066RTL\u2069\u200b"
 
 UNIFORM = '''
 import torch
@@ -272,6 +313,22 @@ def _class(folder: Path) -> None:
     _write(folder, "e_nomask", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": NO_MASK.replace("FILL", "")})[1])
     _write(folder, "e_nomask_lens", NB1, synthetic.submission(  # and makes every key "valid" in the caller's valid_lens
         NB1, "complete", overrides={"masked_softmax": NO_MASK.replace("FILL", "valid_lens is None or valid_lens.fill_(X.shape[-1])")})[1])
+    _write(folder, "k_fourd", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FOUR_D.replace("RESET", "()")})[1])
+    for reset in ("/proc/self/clear_refs", "/proc/thread-self/clear_refs"):
+        _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
+            "DistanceAttention": FOUR_D.replace("RESET", repr((reset,)))})[1])
+    sols2 = synthetic.solutions(NB2)
+    keep = sols2["DistanceAttention"].replace("def forward(self, queries, keys, values, valid_lens=None):\n",
+                                              "def forward(self, queries, keys, values, valid_lens=None):\n"
+                                              "        if tuple(queries.shape) == (3, 4, 8):\n"
+                                              "            globals().setdefault('SEEN', []).append(queries.detach().clone())\n")
+    assert keep != sols2["DistanceAttention"]
+    _write(folder, "k_leak_by_name", NB2, synthetic.submission(NB2, "complete", overrides={
+        "DistanceAttention": keep, "DiffDimDotProductAttention": sols2["DiffDimDotProductAttention"] + LEAK_BY_NAME["DiffDimDotProductAttention"]})[1])
+    _write(folder, "r_bloat", NB1, _with_prefix(NB1, "masked_softmax", BLOAT))
+    forged = nbformat.reads(complete.decode(), as_version=4)
+    forged.metadata["kernelspec"] = {"name": FORGED_KERNEL, "display_name": "Python 3", "language": "python"}
+    _write(folder, "q_kernel", NB1, nbformat.writes(forged).encode())
     _write(folder, "k_fork", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FORK_DISTANCE})[1])
     _write(folder, "l_honest2", NB2, synthetic.submission(NB2, "complete")[1])
     _write(folder, "g_stash", NB1, synthetic.submission(NB1, "complete", overrides={"batch_scores": STASH_KEEP,
@@ -323,7 +380,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 22, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 28, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -391,6 +448,40 @@ def test_zeroing_the_inputs_of_a_hidden_check_gains_nothing(attacked):
     """A wrong answer that also zeroes its arguments: hidden checks keep their own tensors, so it scores no more."""
     scores = attacked["scores"]
     assert scores[("e_uniform_zeroing", "test_masked_softmax")] <= scores[("e_uniform", "test_masked_softmax")] < 4
+
+
+def test_resetting_the_peak_memory_record_gains_nothing(attacked):
+    """The peak resident memory is read from outside the submission; its /proc is read-only, so an answer
+    that writes clear_refs to forget its (batch, n, m, d) tensor scores no more than the same answer without."""
+    scores = attacked["scores"]
+    plain = scores[("k_fourd", "test_DistanceAttention")]
+    assert plain < 3
+    for reset in ("self", "thread-self"):
+        assert scores[(f"k_fourd_reset_{reset}", "test_DistanceAttention")] <= plain, reset
+
+
+def test_hidden_inputs_do_not_leave_through_an_exception_class_name(attacked):
+    page = (attacked["out"] / "feedback" / "k_leak_by_name" / NB2.assignment / f"{NB2.name}.html").read_text()
+    report = attacked["report"].split("== k_leak_by_name")[1].split("\n== ")[0]
+    assert not re.search(r"LEAK_-?\d", page) and not re.search(r"LEAK_-?\d", report), report  # its source names LEAK_, no values
+    assert "an exception of its own class" in page or "an exception of its own class" in report, report
+    assert attacked["scores"][("k_leak_by_name", "test_DistanceAttention")] == 3  # the answer itself is right
+
+
+def test_an_answer_that_floods_the_figures_is_capped(attacked):
+    autograded = next(attacked["db"].parent.rglob("r_bloat/**/*.ipynb"))
+    page = attacked["out"] / "feedback" / "r_bloat" / NB1.assignment / f"{NB1.name}.html"
+    assert autograded.stat().st_size < 16 * 2**20 and page.stat().st_size < 16 * 2**20
+    assert "figure left out" in autograded.read_text()
+    assert _total(attacked["scores"], "r_bloat") == _total(attacked["scores"], "b_honest")
+
+
+def test_a_forged_kernel_name_cannot_write_report_lines(attacked):
+    report = attacked["report"]
+    entries = [line for line in report.splitlines() if line.startswith("== b_honest /")]
+    assert len(entries) == 1 and "13/13" in entries[0], entries
+    assert not any(c in report for c in "\u202e\u2066\u2069\u200b")
+    assert "kernel `python3 == b_honest" in report.split("== q_kernel")[1]  # quoted on its own repair line
 
 
 def test_rewriting_the_valid_lengths_it_is_given_gains_nothing(attacked):

@@ -144,3 +144,50 @@ def test_reading_the_solutions_fails_in_the_sandbox(tmp_path):
     result, scores = grade(tmp_path, {"batch_scores": "def batch_scores(queries, keys):\n    return torch.bmm(queries, keys.transpose(1, 2))\n" + spy})
     assert scores["test_batch_scores"] == 2
     assert not next(q for q in result.questions if q.grade_id == "test_batch_scores").answer_error
+
+
+SLOW_REPLIES = '''
+import gc, time
+for _space in gc.get_objects():  # the sandbox's own request handler, found and slowed: every value takes 1.5 s
+    if isinstance(_space, dict) and "Submission" in _space and "_capture_figures" in _space:
+        _cls = _space["Submission"]
+        def _slow(self, request, _real=_cls.op_get):
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                try:
+                    time.sleep(max(end - time.monotonic(), 0))
+                except KeyboardInterrupt:
+                    pass
+            return _real(self, request)
+        _cls.op_get = _slow
+'''
+
+
+def test_the_requests_of_one_cell_share_its_time():
+    """Each request of a check used to get the whole cell time, so a submission that answered every one
+    slowly (but each in time) ran far past its limits.  Now a cell's requests share the cell's deadline."""
+    import time
+
+    from grading.execution.client import RunnerInterrupted
+    from grading.execution.engine import runner_for
+
+    runner = runner_for(GradeOptions(cell_timeout=30, interrupt_grace=3))
+    runner.begin()
+    try:
+        assert runner.request({"op": "exec", "source": SLOW_REPLIES + "\nx = 1\n"}, 30).get("ok") is True
+        runner.deadline = time.monotonic() + 2.0
+        assert runner.request({"op": "get", "name": "x"}, 30)["value"] == 1  # 1.5 s: in time
+        with pytest.raises(RunnerInterrupted):  # 1.5 s more: past the cell's deadline, though well within 30 s
+            runner.request({"op": "get", "name": "x"}, 30)
+    finally:
+        runner.deadline = None
+        runner.end()
+
+
+@pytest.mark.parametrize("name", ["ValueError", "LEAK_1842_-17", "KeyError"])
+def test_a_student_exception_of_any_name_is_rebuilt_as_the_students(name):
+    from grading.execution.client import StudentError, _student_exception
+
+    exc = _student_exception({"raised": name, "message": "m"})
+    assert isinstance(exc, StudentError) and exc.student_type == name
+    assert isinstance(exc, ValueError) == (name == "ValueError")
