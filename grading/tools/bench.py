@@ -374,7 +374,7 @@ def _breakdown(say, run: OurRun, results, workers: int) -> None:
     say(f"  writing    {store:6.3f} s  parent, serial, overlapping the workers: autograded notebook, feedback HTML, "
         "gradebook commit, result JSON")
     say(f"  overhead   {max(wall - busy, 0.0):6.3f} s  of wall not covered by busy workers: set-up (gradebook, discovery: "
-        f"{run.began - run.started:.1f} s), pool start (spawn, `import torch` per worker, first result after {first:.1f} s), "
+        f"{run.began - run.started:.1f} s), pool start (workers forked, each starts its sandbox: first result after {first:.1f} s), "
         f"the tail, then grades.csv and the report ({run.started + run.seconds - run.ended:.1f} s)")
     say(f"  = wall     {wall:6.3f} s  per submission ({run.seconds:.1f} s / {n})")
 
