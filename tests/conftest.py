@@ -32,6 +32,7 @@ SHARED = {"test_agreement.py": ("agreement", 120), "test_attacks.py": ("attacked
 SLOW = {"test_bench.py": 80}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     weight = {}
     for item in items:
