@@ -70,10 +70,10 @@ demo: $(STAMP)
 	$(BIN)/python -m grading demo
 
 test: $(STAMP) system-packages lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: $(STAMP) lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not e2e"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check grading helpers tests

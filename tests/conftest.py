@@ -20,34 +20,20 @@ E2E_FILES = {"test_attacks.py", "test_agreement.py", "test_course_and_cli.py", "
              "test_formgrader_browser.py", "test_colab_habits.py"}
 
 
-# Modules whose tests share an expensive module-scoped fixture (a class graded, every wrong answer run):
-# their tests stay in one test process (`--dist loadgroup`), one group per parameter of that fixture, so the
-# fixture is built once.  Rough seconds of each group: the slowest start first.
-SHARED = {"test_agreement.py": ("agreement", 120), "test_attacks.py": ("attacked", 60), "test_visible_catch.py": (None, 60),
-          "test_autograde.py": (None, 60), "test_colab_habits.py": (None, 40), "test_autograde_instructor.py": (None, 80),
-          "test_scale.py": (None, 80), "test_formgrader_browser.py": (None, 40), "test_course_and_cli.py": (None, 50),
-          "test_browser.py": (None, 45), "test_colab_twin.py": (None, 60), "test_claims.py": (None, 10),
-          "test_notebook01.py": (None, 20), "test_notebook02.py": (None, 20), "test_notebook03.py": (None, 20),
-          "test_oracle_d2l.py": (None, 5), "test_trusted_grading.py": (None, 40), "test_sandbox.py": (None, 30)}
-SLOW = {"test_bench.py": 80}
+# `make test` runs `--dist loadscope`: each module stays in one test process, so an expensive module-scoped
+# fixture (a class graded, every wrong answer run) is built once.  Rough seconds of the slowest modules: they
+# start first (`--no-loadscope-reorder` keeps this order), so that none of them is left for the end.
+SLOW = {"test_agreement.py": 300, "test_attacks.py": 130, "test_scale.py": 80, "test_autograde_instructor.py": 80,
+        "test_bench.py": 80, "test_visible_catch.py": 60, "test_autograde.py": 60, "test_colab_twin.py": 60,
+        "test_course_and_cli.py": 50, "test_browser.py": 45, "test_colab_habits.py": 40, "test_formgrader_browser.py": 40,
+        "test_trusted_grading.py": 40, "test_sandbox.py": 30}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    weight = {}
     for item in items:
-        name = Path(str(item.fspath)).name
-        if name in E2E_FILES:
+        if Path(str(item.fspath)).name in E2E_FILES:
             item.add_marker(pytest.mark.e2e)
-        if name in SHARED:
-            fixture, seconds = SHARED[name]
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            group = name + (f"[{params[fixture]}]" if fixture in params else "")
-            item.add_marker(pytest.mark.xdist_group(group))
-            weight[item.nodeid] = seconds
-        else:
-            weight[item.nodeid] = SLOW.get(name, 0)
-    items.sort(key=lambda item: -weight[item.nodeid])  # stable: each module keeps its order
+    items.sort(key=lambda item: -SLOW.get(Path(str(item.fspath)).name, 0))  # stable: each module keeps its order
 
 
 def pytest_configure(config):
