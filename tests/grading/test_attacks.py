@@ -489,6 +489,7 @@ def test_rewriting_the_valid_lengths_it_is_given_gains_nothing(attacked):
     the mask with their own copy of the lengths, and the visible check says valid_lens was modified."""
     scores = attacked["scores"]
     assert scores[("e_nomask_lens", "test_masked_softmax")] <= scores[("e_nomask", "test_masked_softmax")] < 4
+    assert _total(scores, "e_nomask_lens") <= _total(scores, "e_nomask")  # nor in the attention checks that call it
     section = attacked["report"].split("== e_nomask_lens")[1].split("\n== ")[0]
     assert "valid_lens: expected the function to leave its input unchanged" in section, section
 
