@@ -31,13 +31,10 @@ def grade_id(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
-@dataclass
-class Run:
-    """Outcome of one in-process run: failures per grade cell, the namespace, other cell errors."""
+class _Verdicts:
+    """``passed`` and ``failed`` from ``checks`` (test grade_id -> None when it passed, else its error)."""
 
-    checks: dict[str, str | None] = field(default_factory=dict)  # test grade_id -> None (passed) or error
-    namespace: dict = field(default_factory=dict)
-    cell_errors: list[str] = field(default_factory=list)
+    checks: dict[str, str | None]
 
     @property
     def passed(self) -> set[str]:
@@ -46,6 +43,15 @@ class Run:
     @property
     def failed(self) -> set[str]:
         return {k for k, v in self.checks.items() if v is not None}
+
+
+@dataclass
+class Run(_Verdicts):
+    """Outcome of one in-process run: failures per grade cell, the namespace, other cell errors."""
+
+    checks: dict[str, str | None] = field(default_factory=dict)
+    namespace: dict = field(default_factory=dict)
+    cell_errors: list[str] = field(default_factory=list)
 
 
 def load(relpath: str) -> nbformat.NotebookNode:
@@ -101,19 +107,11 @@ def run_notebook(nb: nbformat.NotebookNode, replace: dict[str, str] | None = Non
 
 
 @dataclass(frozen=True)
-class Verdicts:
+class Verdicts(_Verdicts):
     """What a run decided: each check's verdict (None: passed) and the other cells' errors."""
 
     checks: dict[str, str | None]
     cell_errors: list[str]
-
-    @property
-    def passed(self) -> set[str]:
-        return {k for k, v in self.checks.items() if v is None}
-
-    @property
-    def failed(self) -> set[str]:
-        return {k for k, v in self.checks.items() if v is not None}
 
 
 def verdicts(nb: nbformat.NotebookNode, replace: dict[str, str] | None = None, stop_after: str | None = None) -> Verdicts:
