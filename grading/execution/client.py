@@ -394,12 +394,17 @@ class RemoteObject:
 
     def _call(self, args, kwargs, extra: dict | None = None):
         reply = self._ask({"op": Op.CALL.value, "args": encode(args), "kwargs": encode(kwargs), **(extra or {})})
-        for path, final in (reply.get("mutated") or {}).items():  # the call changed its arguments: so do ours
-            if not isinstance(path, str) or not path[1:]:
+        mutated = reply.get("mutated") or {}
+        for path, final in (mutated.items() if isinstance(mutated, dict) else ()):  # the call changed its arguments: so do ours
+            # Only the arguments this call passed count, named by the grader: the sandbox names nothing here
+            # (a name or type chosen by the student could carry what a hidden check passed to it).
+            if isinstance(path, str) and path[:1] == "a" and path[1:].isdigit() and int(path[1:]) < len(args):
+                where, target = f"argument {int(path[1:]) + 1}", args[int(path[1:])]
+            elif isinstance(path, str) and path[:1] == "k" and path[1:] in kwargs:
+                where, target = f"argument `{path[1:]}`", kwargs[path[1:]]
+            else:
                 continue
-            where = f"argument {int(path[1:]) + 1}" if path[0] == "a" and path[1:].isdigit() else f"argument `{path[1:]}`"
-            self._budget.mutations.append(f"{self._kind} changed its {where} in place")
-            target = args[int(path[1:])] if path[0] == "a" and path[1:].isdigit() and int(path[1:]) < len(args) else kwargs.get(path[1:])
+            self._budget.mutations.append(f"the call changed its {where} in place")
             final = checked(final, self._budget)
             if self._budget.write_back and isinstance(target, torch.Tensor) and isinstance(final, torch.Tensor):
                 with torch.no_grad():
@@ -416,15 +421,22 @@ class RemoteObject:
         """Call in the sandbox and measure its peak memory from outside: (value, peak bytes above the start).
 
         Used by :func:`attnkit.peak_memory` in grade cells: the zygote reads the submission
-        process's peak resident memory, so every allocation counts (torch, numpy, anything), and
-        nothing the student's code does can switch the measurement off.
+        process's resident memory, so every allocation counts (torch, numpy, anything), and
+        nothing the student's code does can switch the measurement off.  What the call needed is the
+        largest of: its peak above the resident memory at the start, its peak above the lowest resident
+        memory seen during the call (memory kept between calls and given back during one hides nothing),
+        and the bytes of the pages it faulted in.
         """
         start = self._runner.peak(reset=True)
-        value = self._call(args, kwargs)
-        end = self._runner.peak(reset=False)
+        try:
+            value = self._call(args, kwargs)
+        finally:
+            end = self._runner.peak(reset=False)
         if start.get("peak") is None or end.get("peak") is None:
             return value, None
-        return value, max(int(end["peak"]) - int(start.get("current") or start["peak"]), 0)
+        peak = int(end["peak"])
+        floor = min(int(start.get("current") or start["peak"]), int(end.get("lowest", peak)))
+        return value, max(peak - floor, int(end.get("faulted", 0)), 0)
 
     __remote_call__.__doc__ = __remote_call__.__doc__
 

@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import struct
+import zipfile
 
 HEADER = struct.Struct(">Q")
 MAX_TEXT = 20_000  # characters of a cell's stdout/stderr sent back
@@ -81,6 +82,22 @@ def dumps(message: dict) -> bytes:
     return buf.getvalue()
 
 
+def _check_archive(payload: bytes) -> None:
+    """A torch.save payload is a zip archive whose records are stored, not compressed: what it holds
+    is then no larger than the frame.  A forged frame with a deflated record could inflate to many
+    gigabytes inside the grader (a 3 MB frame held 3 GiB), so any compressed or oversized record is
+    refused before anything is loaded."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ProtocolError(f"unreadable frame ({type(exc).__name__})") from exc
+    if any(r.compress_type != zipfile.ZIP_STORED or r.file_size != r.compress_size for r in records):
+        raise ProtocolError("a frame with a compressed record")
+    if sum(r.file_size for r in records) > len(payload):
+        raise ProtocolError("a frame whose records are larger than the frame")
+
+
 def loads(payload: bytes) -> dict:
     if payload[:1] == JSON:
         try:
@@ -90,6 +107,7 @@ def loads(payload: bytes) -> dict:
         if not isinstance(message, dict):
             raise ProtocolError("a frame that is not a dict")
         return message
+    _check_archive(payload)
     import torch
 
     try:

@@ -500,6 +500,7 @@ class Zygote:
         self.isolator: int | None = None  # pid of the current submission's isolator
         self.process: int | None = None  # pid of its submission process (as seen here)
         self.status = 0
+        self.measuring, self.lowest_seen, self.faults_at_reset = False, 0, 0  # see peak()
 
     def reply(self, message: dict) -> None:
         self.control.sendall(protocol.frame(message))
@@ -545,6 +546,14 @@ class Zygote:
                 os.kill(self.process, signal.SIGINT)
 
     def peak(self, reset: bool) -> dict:
+        """Start (``reset``) or end a measurement of the submission's memory during one call.
+
+        Three readings, all from outside: the peak resident memory (``VmHWM``, reset at the start); the
+        lowest resident memory seen while the call ran (sampled every millisecond), so that memory the
+        call gave back and took again cannot hide what it used meanwhile; and the bytes of the page
+        faults it caused, which count every page it touched for the first time, even briefly.
+        """
+        self.measuring = False
         if self.process is None:
             return {"peak": None}
         try:
@@ -553,9 +562,31 @@ class Zygote:
                     f.write("5")
             with open(f"/proc/{self.process}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
-            return {"peak": int(fields["VmHWM"].split()[0]) * 1024, "current": int(fields["VmRSS"].split()[0]) * 1024}
-        except (OSError, KeyError, ValueError):
+            faults = self._faults()
+            current = int(fields["VmRSS"].split()[0]) * 1024
+            reading = {"peak": int(fields["VmHWM"].split()[0]) * 1024, "current": current}
+            if reset:
+                self.measuring, self.lowest_seen, self.faults_at_reset = True, current, faults
+            else:
+                reading["lowest"] = min(self.lowest_seen, current)
+                reading["faulted"] = (faults - self.faults_at_reset) * os.sysconf("SC_PAGE_SIZE")
+            return reading
+        except (OSError, KeyError, ValueError, IndexError):
             return {"peak": None}
+
+    def _faults(self) -> int:
+        with open(f"/proc/{self.process}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return int(fields[7]) + int(fields[9])  # minflt and majflt of the whole process
+
+    def sample(self) -> None:
+        """One reading of the resident memory while a measured call runs."""
+        try:
+            with open(f"/proc/{self.process}/statm") as f:
+                resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            return
+        self.lowest_seen = min(self.lowest_seen, resident)
 
     def kill(self) -> None:
         """Kill the submission's whole tree and wait until none of it is left."""
@@ -581,6 +612,7 @@ class Zygote:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.005)
         self.isolator = self.process = None
+        self.measuring = False
 
     def reap(self) -> bool:
         """True when the submission's isolator has exited on its own (the submission died)."""
@@ -595,7 +627,9 @@ class Zygote:
     def serve(self) -> int:
         self.reply({"zygote": True, "pid": os.getpid()})
         while True:
-            ready, _, _ = select.select([self.control], [], [], 0.05)
+            ready, _, _ = select.select([self.control], [], [], 0.001 if self.measuring else 0.05)
+            if self.measuring:
+                self.sample()
             if not ready:
                 if self.reap():
                     self.kill()

@@ -157,6 +157,61 @@ class DistanceAttention(nn.Module):
                 pass
         return out
 '''
+# The same forbidden tensor, hidden behind "ballast": 96 MiB kept resident between calls and given back during
+# each one, so that the peak above the resident memory at the start of the call is about zero.
+BALLAST = FOUR_D.replace("(then RESET)", "(behind ballast)").replace("import torch\n", """import ctypes
+import torch
+_libc = ctypes.CDLL(None)
+_ballast = [torch.ones(96 * 2**20 // 4)]
+""", 1).replace("        diff = queries", """        _ballast.clear()
+        _libc.malloc_trim(0)
+        diff = queries""").replace("        for path in RESET:", """        _libc.malloc_trim(0)
+        _ballast.append(torch.ones(96 * 2**20 // 4))
+        for path in ():""")
+# A reply to the grader that is small on the wire and inflates when read: a zip archive with a deflated record.
+INFLATE = """
+import collections, gc, io, pickle, struct, zipfile
+import torch
+
+def _inflating_frame(nbytes):
+    class Storage:
+        pass
+    store = Storage()
+    class Big:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2, (store, 0, (nbytes // 4,), (1,), False, collections.OrderedDict()))
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", nbytes // 4) if obj is store else None
+    data = io.BytesIO()
+    Pickler(data, protocol=2).dump({"ok": True, "stdout": "", "stderr": "", "figures": [], "value": Big()})
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", allowZip64=True) as z:
+        z.writestr("archive/data.pkl", data.getvalue())
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\\n")
+        z.writestr(zipfile.ZipInfo("archive/data/0"), bytes(nbytes), compress_type=zipfile.ZIP_DEFLATED)
+    payload = archive.getvalue()
+    return struct.pack(">Q", len(payload)) + payload
+
+_bomb = _inflating_frame(512 * 2**20)  # 0.5 MB on the wire, 512 MiB once inflated
+for _space in gc.get_objects():  # the sandbox's own framing, replaced: every later reply is the bomb
+    if isinstance(_space, dict) and "frame" in _space and "receive" in _space and "HEADER" in _space:
+        _space["frame"] = lambda message: _bomb
+"""
+# A correct answer that claims, on every call, to have changed an argument whose *name* spells out the call's
+# inputs: the grader used to quote that name in the "leaves its inputs unchanged" reason, hidden checks included.
+MUTATION_NAME = """
+import gc
+for _cls in {type(o) for o in gc.get_objects() if type(o).__name__ == "Submission" and hasattr(type(o), "op_call")}:
+    def _op_call(self, request, _original=_cls.op_call):
+        reply = _original(self, request)
+        inputs = [t for t in self.decode(request.get("args", ())) if isinstance(t, torch.Tensor)]
+        name = "kLEAKED " + " ".join(f"{tuple(t.shape)}{[round(float(v), 4) for v in t.flatten()[:4]]}" for t in inputs)
+        reply.setdefault("mutated", {})[name] = torch.zeros(1)
+        return reply
+    _cls.op_call = _op_call
+"""
 # A correct DistanceAttention that keeps the hidden check's queries, then a later answer whose exception *class*
 # is named after them (the message is withheld after a hidden check; the type name was not).
 LEAK_BY_NAME = {"DistanceAttention": None, "DiffDimDotProductAttention": '''
@@ -317,6 +372,10 @@ def _class(folder: Path) -> None:
     for reset in ("/proc/self/clear_refs", "/proc/thread-self/clear_refs"):
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": FOUR_D.replace("RESET", repr((reset,)))})[1])
+    _write(folder, "k_fourd_ballast", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": BALLAST})[1])
+    _write(folder, "s_inflate", NB1, _with_prefix(NB1, "masked_softmax", INFLATE))
+    _write(folder, "g_mutation_name", NB1, synthetic.submission(NB1, "complete", overrides={
+        "masked_softmax": synthetic.solutions(NB1)["masked_softmax"] + MUTATION_NAME})[1])
     sols2 = synthetic.solutions(NB2)
     keep = sols2["DistanceAttention"].replace("def forward(self, queries, keys, values, valid_lens=None):\n",
                                               "def forward(self, queries, keys, values, valid_lens=None):\n"
@@ -380,7 +439,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 28, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 31, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -458,6 +517,30 @@ def test_resetting_the_peak_memory_record_gains_nothing(attacked):
     assert plain < 3
     for reset in ("self", "thread-self"):
         assert scores[(f"k_fourd_reset_{reset}", "test_DistanceAttention")] <= plain, reset
+
+
+def test_memory_given_back_during_the_call_hides_nothing(attacked):
+    """Ballast kept between calls and freed during one: the lowest resident memory of the call and its page
+    faults are measured too, so the forbidden tensor counts as it does without the trick."""
+    scores = attacked["scores"]
+    assert scores[("k_fourd_ballast", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+    assert "MiB of memory" in attacked["report"].split("== k_fourd_ballast")[1].split("\n== ")[0]
+
+
+def test_a_reply_that_inflates_is_refused_before_it_is_read(attacked):
+    """A 0.5 MB reply holding a deflated 512 MiB record: refused unread, and the answer gains nothing."""
+    section = attacked["report"].split("== s_inflate")[1].split("\n== ")[0]
+    assert "compressed record" in section, section
+    assert _total(attacked["scores"], "s_inflate") < _total(attacked["scores"], "b_honest")
+
+
+def test_forged_argument_names_do_not_carry_hidden_inputs(attacked):
+    """The sandbox's reply names what a call changed; only the arguments the grader passed are taken from it,
+    named by the grader, so a name that spells out a hidden check's inputs never reaches the feedback."""
+    page = (attacked["out"] / "feedback" / "g_mutation_name" / NB1.assignment / f"{NB1.name}.html").read_text()
+    report = attacked["report"].split("== g_mutation_name")[1].split("\n== ")[0]
+    assert not re.search(r"LEAKED \(", page) and not re.search(r"LEAKED \(", report), report
+    assert attacked["scores"][("g_mutation_name", "test_masked_softmax")] == 4  # the answer itself is right
 
 
 def test_hidden_inputs_do_not_leave_through_an_exception_class_name(attacked):

@@ -114,6 +114,15 @@ def _group_alive(pgid: int) -> list[str]:
     return [line for line in ps.splitlines() if line.split()[1] == str(pgid)]
 
 
+def _sigint_disposition(pid: int) -> str:
+    """How process ``pid`` treats SIGINT, from /proc: a run that ignores Ctrl-C must say whether it was
+    started that way (blocked or ignored before it ran a line of ours) or lost the signal itself."""
+    fields = dict(line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":\t" in line)
+    bit = 1 << (signal.SIGINT - 1)
+    return ", ".join(f"{name} {'yes' if int(fields[key], 16) & bit else 'no'}"
+                     for name, key in (("blocked", "SigBlk"), ("ignored", "SigIgn"), ("caught", "SigCgt")))
+
+
 @pytest.mark.timeout(900)
 def test_ctrl_c_stops_fast_keeps_results_and_resumes(tmp_path):
     sub, out = tmp_path / "submitted", tmp_path / "out"
@@ -133,13 +142,14 @@ def test_ctrl_c_stops_fast_keeps_results_and_resumes(tmp_path):
     reader.start()
     assert first.wait(400), "".join(lines)[-3000:]
     pgid = os.getpgid(proc.pid)
+    disposition = _sigint_disposition(proc.pid)
     start = time.perf_counter()
     os.killpg(pgid, signal.SIGINT)  # what Ctrl-C at a terminal does: the whole foreground group
     rc = proc.wait(timeout=60)
     stopped = time.perf_counter() - start
     reader.join(10)
     text = "".join(lines)
-    assert rc == 130, text[-3000:]
+    assert rc == 130, f"SIGINT in the grader: {disposition}; signals of this test process: {_sigint_disposition(os.getpid())}\n{text[-3000:]}"
     assert stopped < 15, f"took {stopped:.1f}s to stop"
     assert "Traceback" not in text, text[-3000:]
     interrupted = [line for line in lines if "interrupted after" in line]

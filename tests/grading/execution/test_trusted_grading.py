@@ -191,3 +191,31 @@ def test_a_student_exception_of_any_name_is_rebuilt_as_the_students(name):
     exc = _student_exception({"raised": name, "message": "m"})
     assert isinstance(exc, StudentError) and exc.student_type == name
     assert isinstance(exc, ValueError) == (name == "ValueError")
+
+
+def test_a_frame_holds_no_more_than_it_weighs():
+    """torch.save writes stored records; a forged frame with a deflated one would inflate inside the grader."""
+    import io
+    import zipfile
+
+    import torch
+
+    from grading.sandboxed import protocol
+
+    message = {"value": torch.arange(1000.0), "shape": (2, 3)}
+    back = protocol.loads(protocol.dumps(message))
+    assert torch.equal(back["value"], message["value"]) and back["shape"] == (2, 3)
+    original = zipfile.ZipFile(io.BytesIO(protocol.dumps(message)))
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as z:
+        for record in original.infolist():
+            z.writestr(record.filename, original.read(record), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(protocol.ProtocolError, match="compressed record"):
+        protocol.loads(forged.getvalue())
+
+
+def test_hidden_reasons_keep_what_was_expected_and_drop_what_came_back():
+    from grading.execution.engine import _without_student_values
+
+    assert _without_student_values("expected shape (3, 4, 6), got (0, 18423, 5189)") == "expected shape (3, 4, 6), got something else"
+    assert _without_student_values("expected rows that sum to 1") == "expected rows that sum to 1"
