@@ -425,18 +425,21 @@ class RemoteObject:
         nothing the student's code does can switch the measurement off.  What the call needed is the
         largest of: its peak above the resident memory at the start, its peak above the lowest resident
         memory seen during the call (memory kept between calls and given back during one hides nothing),
-        and the bytes of the pages it faulted in.
+        the bytes of the pages it faulted in, and the anonymous memory it read or wrote (a buffer made
+        before the call and filled during it).
         """
         start = self._runner.peak(reset=True)
         try:
-            value = self._call(args, kwargs)
+            value = self._call(args, kwargs, {"measured": True})
         finally:
             end = self._runner.peak(reset=False)
         if start.get("peak") is None or end.get("peak") is None:
             return value, None
+        if "touched" in end and end["touched"] is None:
+            raise LimitExceeded("the call's memory could not be measured: the answer's process made itself unreadable")
         peak = int(end["peak"])
         floor = min(int(start.get("current") or start["peak"]), int(end.get("lowest", peak)))
-        return value, max(peak - floor, int(end.get("faulted", 0)), 0)
+        return value, max(peak - floor, int(end.get("faulted", 0)), int(end.get("touched") or 0), 0)
 
     __remote_call__.__doc__ = __remote_call__.__doc__
 

@@ -361,8 +361,13 @@ def _without_student_values(reason: str) -> str:
     """A check's words up to what the student's code produced: "expected shape (3, 4, 6), got ..." keeps
     what was expected and drops what came back, which the student's code chose (a shape of its own making
     can spell out the hidden inputs it was called with)."""
-    head, got, _ = reason.partition(" got ")
-    return f"{head} got something else" if got else reason
+    head, got, tail = reason.partition(" got ")
+    if not got:
+        return reason
+    raised = re.match(r"([A-Za-z_]\w*):", tail)  # "got NotImplementedError: <the student's message>"
+    if raised and builtin_name(raised.group(1)) == raised.group(1):
+        return f"{head} got {raised.group(1)}"
+    return f"{head} got something else"
 
 
 def _grade(runner: Runner, ns: TrustedNamespace, part, answers: frozenset[str], deadline: float,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import io
 import os
 import re
@@ -421,8 +422,15 @@ class Submission:
         kwargs = self.decode(request.get("kwargs", {}))
         tensors = _tensor_paths(args, kwargs)
         before = {path: t.clone() for path, t in tensors.items()}
-        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            value = target(*args, **kwargs)
+        collecting = gc.isenabled()
+        if request.get("measured"):  # a collection would touch the whole heap and count as the answer's memory
+            gc.disable()
+        try:
+            with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                value = target(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
         reply = {"value": self.encode(value)}
         # What the call did to its arguments travels back, so the grader's copies change the same way.
         mutated = {}
@@ -475,6 +483,9 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
     """PID 1 of the submission's namespaces: drop privileges, set limits, serve."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _drop_capabilities()
+    # Dumpable again (the zygote is not, and forks inherit that): the zygote reads this process's memory
+    # map (/proc/<pid>/smaps) for the memory measure; nothing but the zygote and the grader shares its uid.
+    _prctl(PR_SET_DUMPABLE, 1)
     _seccomp_filter()
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # the runner's stderr is shared by every submission of this worker: not theirs to use
@@ -490,6 +501,8 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
 
 
 # ---------------------------------------------------------------------------------- the zygote
+
+_MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")  # the first line of a mapping's block in /proc/<pid>/smaps
 
 
 class Zygote:
@@ -548,18 +561,21 @@ class Zygote:
     def peak(self, reset: bool) -> dict:
         """Start (``reset``) or end a measurement of the submission's memory during one call.
 
-        Three readings, all from outside: the peak resident memory (``VmHWM``, reset at the start); the
+        Four readings, all from outside: the peak resident memory (``VmHWM``, reset at the start); the
         lowest resident memory seen while the call ran (sampled every millisecond), so that memory the
-        call gave back and took again cannot hide what it used meanwhile; and the bytes of the page
-        faults it caused, which count every page it touched for the first time, even briefly.
+        call gave back and took again cannot hide what it used meanwhile; the bytes of the page faults it
+        caused, which count every page it touched for the first time, even briefly; and the anonymous
+        memory it read or wrote (the pages' "referenced" bits, cleared at the start), so that a buffer
+        made before the call and written in place during it counts too.
         """
         self.measuring = False
         if self.process is None:
             return {"peak": None}
         try:
             if reset:
-                with open(f"/proc/{self.process}/clear_refs", "w") as f:
-                    f.write("5")
+                for what in ("5", "1"):  # reset the peak resident memory; clear every page's referenced bit
+                    with open(f"/proc/{self.process}/clear_refs", "w") as f:
+                        f.write(what)
             with open(f"/proc/{self.process}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
             faults = self._faults()
@@ -570,6 +586,7 @@ class Zygote:
             else:
                 reading["lowest"] = min(self.lowest_seen, current)
                 reading["faulted"] = (faults - self.faults_at_reset) * os.sysconf("SC_PAGE_SIZE")
+                reading["touched"] = self._touched()
             return reading
         except (OSError, KeyError, ValueError, IndexError):
             return {"peak": None}
@@ -578,6 +595,25 @@ class Zygote:
         with open(f"/proc/{self.process}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
         return int(fields[7]) + int(fields[9])  # minflt and majflt of the whole process
+
+    def _touched(self) -> int | None:
+        """Bytes of writable memory (private or shared, anonymous or a file's) referenced since the
+        referenced bits were cleared, in the mappings where that is at least 1 MiB (None: unreadable,
+        which only a submission that made itself non-dumpable can cause).  A tensor is one contiguous
+        block; the interpreter's own work during a call touches a few hundred KiB here and there (about
+        4 MiB in all, 2.6 MiB at most in one mapping)."""
+        total, writable = 0, False
+        try:
+            with open(f"/proc/{self.process}/smaps") as f:
+                for line in f:
+                    if _MAPPING.match(line):
+                        writable = "w" in line.split()[1]
+                    elif writable and line.startswith("Referenced:"):
+                        kib = int(line.split()[1])
+                        total += kib if kib >= 1024 else 0
+        except OSError:
+            return None
+        return total * 1024
 
     def sample(self) -> None:
         """One reading of the resident memory while a measured call runs."""

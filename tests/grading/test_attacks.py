@@ -168,6 +168,30 @@ _ballast = [torch.ones(96 * 2**20 // 4)]
         diff = queries""").replace("        for path in RESET:", """        _libc.malloc_trim(0)
         _ballast.append(torch.ones(96 * 2**20 // 4))
         for path in ():""")
+# The forbidden tensor written in place into a buffer made resident before the call: neither the peak nor
+# the faults move; the pages the call reads and writes do.  PREALLOCATE is an anonymous buffer, a shared
+# file mapping (whose pages are not "anonymous"), or an anonymous one in a process that then makes itself
+# non-dumpable, so that its memory map cannot be read.
+PREALLOCATED = FOUR_D.replace("(then RESET)", "(into a buffer made before)").replace("import torch\n", """import ctypes
+import mmap
+import torch
+def _buffer(kind, nbytes=40 * 2**20):
+    if kind == "shared":
+        handle = open("/tmp/buffer", "w+b")
+        handle.truncate(nbytes)
+        return torch.frombuffer(mmap.mmap(handle.fileno(), nbytes), dtype=torch.float32)
+    if kind == "undumpable":
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    return torch.empty(nbytes // 4)
+_buf = _buffer(PREALLOCATE)
+_buf.fill_(1.0)
+""", 1).replace("        diff = queries[:, :, None, :] - keys[:, None, :, :]\n", """        size = queries.shape[0] * queries.shape[1] * keys.shape[1] * queries.shape[2]
+        if size <= _buf.numel() and queries.dtype == torch.float32:
+            diff = _buf[:size].view(queries.shape[0], queries.shape[1], keys.shape[1], queries.shape[2])
+            torch.sub(queries[:, :, None, :], keys[:, None, :, :], out=diff)
+        else:
+            diff = queries[:, :, None, :] - keys[:, None, :, :]
+""").replace("-(diff ** 2).sum(-1)", "-diff.mul_(diff).sum(-1)").replace("        for path in RESET:", "        for path in ():")
 # A reply to the grader that is small on the wire and inflates when read: a zip archive with a deflated record.
 INFLATE = """
 import collections, gc, io, pickle, struct, zipfile
@@ -373,6 +397,9 @@ def _class(folder: Path) -> None:
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": FOUR_D.replace("RESET", repr((reset,)))})[1])
     _write(folder, "k_fourd_ballast", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": BALLAST})[1])
+    for kind in ("anonymous", "shared", "undumpable"):
+        _write(folder, f"k_fourd_prealloc_{kind}", NB2, synthetic.submission(NB2, "complete", overrides={
+            "DistanceAttention": PREALLOCATED.replace("PREALLOCATE", repr(kind))})[1])
     _write(folder, "s_inflate", NB1, _with_prefix(NB1, "masked_softmax", INFLATE))
     _write(folder, "g_mutation_name", NB1, synthetic.submission(NB1, "complete", overrides={
         "masked_softmax": synthetic.solutions(NB1)["masked_softmax"] + MUTATION_NAME})[1])
@@ -439,7 +466,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 31, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 34, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -525,6 +552,17 @@ def test_memory_given_back_during_the_call_hides_nothing(attacked):
     scores = attacked["scores"]
     assert scores[("k_fourd_ballast", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
     assert "MiB of memory" in attacked["report"].split("== k_fourd_ballast")[1].split("\n== ")[0]
+
+
+def test_a_buffer_made_before_the_call_hides_nothing(attacked):
+    """The forbidden tensor written in place into memory made resident before the call: what the call reads
+    and writes is measured, in anonymous and in shared mappings; a process that hides its memory map fails."""
+    scores = attacked["scores"]
+    plain = scores[("k_fourd", "test_DistanceAttention")]
+    for kind in ("anonymous", "shared", "undumpable"):
+        assert scores[(f"k_fourd_prealloc_{kind}", "test_DistanceAttention")] <= plain, kind
+    section = attacked["report"].split("== k_fourd_prealloc_undumpable")[1].split("\n== ")[0]
+    assert "could not be measured" in section, section
 
 
 def test_a_reply_that_inflates_is_refused_before_it_is_read(attacked):
