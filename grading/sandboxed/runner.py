@@ -505,6 +505,38 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")  # the first line of a mapping's block in /proc/<pid>/smaps
 
 
+def _file_ids(maps: str) -> set[tuple[str, str]]:
+    """(device, inode) of every file a process has mapped, from its /proc/<pid>/maps."""
+    ids = set()
+    with open(maps) as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) > 5 and fields[5].startswith("/") and fields[4] != "0":
+                ids.add((fields[3], fields[4]))
+    return ids
+
+
+def _may_hold_answer_data(header: str, pid: int, libraries: set, read_only: dict[str, bool]) -> bool:
+    """Whether a mapping (its line in smaps) may hold data the answer wrote, directly or through the kernel
+    (``pwrite`` into a file it then maps read-only): anything writable or shared, anonymous memory, and
+    files the submission could write or make (its /tmp, /dev/shm, scratch; memfd and deleted files).
+    Left out: private, read-only mappings of the files the zygote itself had mapped before any student code
+    ran (``libraries``: the interpreter, torch, ...) and of files on mounts that are read-only for the
+    submission.  ``read_only`` caches the answer per path for one measurement."""
+    fields = header.split(maxsplit=5)
+    perms, path = fields[1], fields[5].strip() if len(fields) > 5 else ""
+    if "w" in perms or perms[3:] == "s" or not path.startswith("/") or path.endswith("(deleted)"):
+        return True
+    if (fields[3], fields[4]) in libraries:
+        return False
+    if path not in read_only:
+        try:
+            read_only[path] = bool(os.statvfs(f"/proc/{pid}/root{path}").f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only[path] = False
+    return not read_only[path]
+
+
 class Zygote:
     def __init__(self, control: socket.socket, torch_module, own_namespace: bool) -> None:
         self.control = control
@@ -514,6 +546,7 @@ class Zygote:
         self.process: int | None = None  # pid of its submission process (as seen here)
         self.status = 0
         self.measuring, self.lowest_seen, self.faults_at_reset = False, 0, 0  # see peak()
+        self.libraries = _file_ids("/proc/self/maps")  # mapped before any student code: not theirs to fill
 
     def reply(self, message: dict) -> None:
         self.control.sendall(protocol.frame(message))
@@ -597,18 +630,18 @@ class Zygote:
         return int(fields[7]) + int(fields[9])  # minflt and majflt of the whole process
 
     def _touched(self) -> int | None:
-        """Bytes of writable memory (private or shared, anonymous or a file's) referenced since the
-        referenced bits were cleared, in the mappings where that is at least 1 MiB (None: unreadable,
+        """Bytes referenced since the referenced bits were cleared, in the mappings that may hold data the
+        answer made (:func:`_may_hold_answer_data`) and where that is at least 1 MiB (None: unreadable,
         which only a submission that made itself non-dumpable can cause).  A tensor is one contiguous
         block; the interpreter's own work during a call touches a few hundred KiB here and there (about
         4 MiB in all, 2.6 MiB at most in one mapping)."""
-        total, writable = 0, False
+        total, counted, read_only = 0, False, {}
         try:
             with open(f"/proc/{self.process}/smaps") as f:
                 for line in f:
                     if _MAPPING.match(line):
-                        writable = "w" in line.split()[1]
-                    elif writable and line.startswith("Referenced:"):
+                        counted = _may_hold_answer_data(line, self.process, self.libraries, read_only)
+                    elif counted and line.startswith("Referenced:"):
                         kib = int(line.split()[1])
                         total += kib if kib >= 1024 else 0
         except OSError:
