@@ -352,7 +352,7 @@ def _property(outcome, hidden: bool, after_hidden: bool = False) -> PropertyResu
             reason = str(outcome.error)[:400]
             prefix = f"{outcome.name}: "
             reason = reason[len(prefix):] if reason.startswith(prefix) else reason
-            if hidden or after_hidden:
+            if hidden:  # (a visible check's message stays whole: the student sees the same one in the notebook)
                 reason = _without_student_values(reason)
     return PropertyResult(outcome.name, 0.0, bool(outcome.passed), reason, hidden)
 
