@@ -425,8 +425,8 @@ class RemoteObject:
         nothing the student's code does can switch the measurement off.  What the call needed is the
         largest of: its peak above the resident memory at the start, its peak above the lowest resident
         memory seen during the call (memory kept between calls and given back during one hides nothing),
-        the bytes of the pages it faulted in, and the anonymous memory it read or wrote (a buffer made
-        before the call and filled during it).
+        the bytes of the pages it faulted in, and the memory it read or wrote beyond what the call's own
+        plumbing touches (a buffer made before the call and filled during it).
         """
         start = self._runner.peak(reset=True)
         try:
@@ -439,7 +439,8 @@ class RemoteObject:
             raise LimitExceeded("the call's memory could not be measured: the answer's process made itself unreadable")
         peak = int(end["peak"])
         floor = min(int(start.get("current") or start["peak"]), int(end.get("lowest", peak)))
-        return value, max(peak - floor, int(end.get("faulted", 0)), int(end.get("touched") or 0), 0)
+        touched = int(end.get("touched") or 0) - self._runner.options.touched_allowance
+        return value, max(peak - floor, int(end.get("faulted", 0)), touched, 0)
 
     __remote_call__.__doc__ = __remote_call__.__doc__
 

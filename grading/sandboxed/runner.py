@@ -630,11 +630,10 @@ class Zygote:
         return int(fields[7]) + int(fields[9])  # minflt and majflt of the whole process
 
     def _touched(self) -> int | None:
-        """Bytes referenced since the referenced bits were cleared, in the mappings that may hold data the
-        answer made (:func:`_may_hold_answer_data`) and where that is at least 1 MiB (None: unreadable,
-        which only a submission that made itself non-dumpable can cause).  A tensor is one contiguous
-        block; the interpreter's own work during a call touches a few hundred KiB here and there (about
-        4 MiB in all, 2.6 MiB at most in one mapping)."""
+        """Bytes referenced since the referenced bits were cleared, over every mapping that may hold data
+        the answer made (:func:`_may_hold_answer_data`), however small (a tensor can be spread over many
+        small mappings); None: unreadable, which only a submission that made itself non-dumpable can
+        cause.  The grader allows for what the call's own plumbing touches (``touched_allowance``)."""
         total, counted, read_only = 0, False, {}
         try:
             with open(f"/proc/{self.process}/smaps") as f:
@@ -642,8 +641,7 @@ class Zygote:
                     if _MAPPING.match(line):
                         counted = _may_hold_answer_data(line, self.process, self.libraries, read_only)
                     elif counted and line.startswith("Referenced:"):
-                        kib = int(line.split()[1])
-                        total += kib if kib >= 1024 else 0
+                        total += int(line.split()[1])
         except OSError:
             return None
         return total * 1024

@@ -170,8 +170,8 @@ _ballast = [torch.ones(96 * 2**20 // 4)]
         for path in ():""")
 # The forbidden tensor written in place into a buffer made resident before the call: neither the peak nor
 # the faults move; the pages the call reads and writes do.  PREALLOCATE is an anonymous buffer, a shared
-# file mapping (whose pages are not "anonymous"), or an anonymous one in a process that then makes itself
-# non-dumpable, so that its memory map cannot be read.
+# file mapping (whose pages are not "anonymous"), an anonymous one in a process that then makes itself
+# non-dumpable, so that its memory map cannot be read, or one cut into many mappings of 512 KiB.
 PREALLOCATED = FOUR_D.replace("(then RESET)", "(into a buffer made before)").replace("import torch\n", """import ctypes
 import mmap
 import torch
@@ -182,6 +182,13 @@ def _buffer(kind, nbytes=40 * 2**20):
         return torch.frombuffer(mmap.mmap(handle.fileno(), nbytes), dtype=torch.float32)
     if kind == "undumpable":
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    if kind == "split":  # one block, cut into 512 KiB mappings (MADV_DONTFORK on every other piece)
+        pool = mmap.mmap(-1, nbytes)
+        start, libc = ctypes.addressof(ctypes.c_char.from_buffer(pool)), ctypes.CDLL(None)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        for offset in range(0, nbytes, 2**20):
+            libc.madvise(start + offset, 2**19, 10)
+        return torch.frombuffer(pool, dtype=torch.float32)
     return torch.empty(nbytes // 4)
 _buf = _buffer(PREALLOCATE)
 _buf.fill_(1.0)
@@ -441,7 +448,7 @@ def _class(folder: Path) -> None:
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": FOUR_D.replace("RESET", repr((reset,)))})[1])
     _write(folder, "k_fourd_ballast", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": BALLAST})[1])
-    for kind in ("anonymous", "shared", "undumpable"):
+    for kind in ("anonymous", "shared", "undumpable", "split"):
         _write(folder, f"k_fourd_prealloc_{kind}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": PREALLOCATED.replace("PREALLOCATE", repr(kind))})[1])
     for view in ("shared", "private"):
@@ -513,7 +520,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 36, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 37, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -606,7 +613,7 @@ def test_a_buffer_made_before_the_call_hides_nothing(attacked):
     and writes is measured, in anonymous and in shared mappings; a process that hides its memory map fails."""
     scores = attacked["scores"]
     plain = scores[("k_fourd", "test_DistanceAttention")]
-    for kind in ("anonymous", "shared", "undumpable"):
+    for kind in ("anonymous", "shared", "undumpable", "split"):  # split: many small mappings, one tensor
         assert scores[(f"k_fourd_prealloc_{kind}", "test_DistanceAttention")] <= plain, kind
     for view in ("shared", "private"):  # written by the kernel (pwrite), read through a read-only mapping
         assert scores[(f"k_fourd_kernel_{view}", "test_DistanceAttention")] <= plain, view
