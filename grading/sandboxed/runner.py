@@ -634,14 +634,19 @@ class Zygote:
         the answer made (:func:`_may_hold_answer_data`), however small (a tensor can be spread over many
         small mappings); None: unreadable, which only a submission that made itself non-dumpable can
         cause.  The grader allows for what the call's own plumbing touches (``touched_allowance``)."""
-        total, counted, read_only = 0, False, {}
+        total, counted, referenced, read_only = 0, False, 0, {}
         try:
             with open(f"/proc/{self.process}/smaps") as f:
                 for line in f:
                     if _MAPPING.match(line):
                         counted = _may_hold_answer_data(line, self.process, self.libraries, read_only)
-                    elif counted and line.startswith("Referenced:"):
-                        total += int(line.split()[1])
+                    elif line.startswith("Referenced:"):
+                        referenced = int(line.split()[1])
+                        total += referenced if counted else 0
+                    elif not counted and line.startswith("Anonymous:"):
+                        # A library's pages that were written (made writable, filled, made read-only again)
+                        # are anonymous now: those count wherever they are.
+                        total += min(referenced, int(line.split()[1]))
         except OSError:
             return None
         return total * 1024

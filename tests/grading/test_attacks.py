@@ -171,7 +171,8 @@ _ballast = [torch.ones(96 * 2**20 // 4)]
 # The forbidden tensor written in place into a buffer made resident before the call: neither the peak nor
 # the faults move; the pages the call reads and writes do.  PREALLOCATE is an anonymous buffer, a shared
 # file mapping (whose pages are not "anonymous"), an anonymous one in a process that then makes itself
-# non-dumpable, so that its memory map cannot be read, or one cut into many mappings of 512 KiB.
+# non-dumpable, so that its memory map cannot be read, one cut into many mappings of 512 KiB, or pages of a
+# library's read-only mapping, writable only while the call runs.
 PREALLOCATED = FOUR_D.replace("(then RESET)", "(into a buffer made before)").replace("import torch\n", """import ctypes
 import mmap
 import torch
@@ -189,16 +190,35 @@ def _buffer(kind, nbytes=40 * 2**20):
         for offset in range(0, nbytes, 2**20):
             libc.madvise(start + offset, 2**19, 10)
         return torch.frombuffer(pool, dtype=torch.float32)
+    if kind == "library":  # pages of a library's read-only mapping, made writable, filled, read-only again
+        libc = ctypes.CDLL(None)
+        libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        for line in open("/proc/self/maps"):
+            span, perms, *rest = line.split()
+            start, end = (int(x, 16) for x in span.split("-"))
+            if perms == "r--p" and rest[-1].endswith(".so") and end - start >= nbytes:
+                break
+        libc.mprotect(start, nbytes, 3)
+        buffer = torch.frombuffer((ctypes.c_char * nbytes).from_address(start), dtype=torch.float32)
+        buffer.fill_(1.0)
+        libc.mprotect(start, nbytes, 1)
+        return buffer  # (the answer writes to it with the pages writable; they are read-only when it returns)
     return torch.empty(nbytes // 4)
 _buf = _buffer(PREALLOCATE)
-_buf.fill_(1.0)
+if PREALLOCATE != "library":
+    _buf.fill_(1.0)
+def _protect(flags):  # the library's pages: writable during the call only
+    if PREALLOCATE == "library":
+        ctypes.CDLL(None).mprotect(ctypes.c_void_p(_buf.data_ptr()), ctypes.c_size_t(_buf.numel() * 4), flags)
 """, 1).replace("        diff = queries[:, :, None, :] - keys[:, None, :, :]\n", """        size = queries.shape[0] * queries.shape[1] * keys.shape[1] * queries.shape[2]
         if size <= _buf.numel() and queries.dtype == torch.float32:
+            _protect(3)
             diff = _buf[:size].view(queries.shape[0], queries.shape[1], keys.shape[1], queries.shape[2])
             torch.sub(queries[:, :, None, :], keys[:, None, :, :], out=diff)
         else:
             diff = queries[:, :, None, :] - keys[:, None, :, :]
-""").replace("-(diff ** 2).sum(-1)", "-diff.mul_(diff).sum(-1)").replace("        for path in RESET:", "        for path in ():")
+""").replace("-(diff ** 2).sum(-1)", "-diff.mul_(diff).sum(-1)").replace("        del diff\n", "        del diff\n        _protect(1)\n").replace(
+    "        for path in RESET:", "        for path in ():")
 # The same, with the kernel doing the writing: each (m, d) block of differences goes into a file with
 # os.pwrite from a small buffer, and the whole tensor is read back through a read-only mapping of that file,
 # made and touched before the call (VIEW: a shared mapping of a memfd, or a private one of a file in /tmp).
@@ -448,7 +468,7 @@ def _class(folder: Path) -> None:
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": FOUR_D.replace("RESET", repr((reset,)))})[1])
     _write(folder, "k_fourd_ballast", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": BALLAST})[1])
-    for kind in ("anonymous", "shared", "undumpable", "split"):
+    for kind in ("anonymous", "shared", "undumpable", "split", "library"):
         _write(folder, f"k_fourd_prealloc_{kind}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": PREALLOCATED.replace("PREALLOCATE", repr(kind))})[1])
     for view in ("shared", "private"):
@@ -520,7 +540,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 37, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 38, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -613,7 +633,7 @@ def test_a_buffer_made_before_the_call_hides_nothing(attacked):
     and writes is measured, in anonymous and in shared mappings; a process that hides its memory map fails."""
     scores = attacked["scores"]
     plain = scores[("k_fourd", "test_DistanceAttention")]
-    for kind in ("anonymous", "shared", "undumpable", "split"):  # split: many small mappings, one tensor
+    for kind in ("anonymous", "shared", "undumpable", "split", "library"):  # split: many small mappings, one tensor
         assert scores[(f"k_fourd_prealloc_{kind}", "test_DistanceAttention")] <= plain, kind
     for view in ("shared", "private"):  # written by the kernel (pwrite), read through a read-only mapping
         assert scores[(f"k_fourd_kernel_{view}", "test_DistanceAttention")] <= plain, view
