@@ -76,29 +76,37 @@ def _seccomp_filter() -> bool:
       filter cannot read, answers ENOSYS, and the C library falls back to clone).  Threads still work.
       So a submission cannot do its work in a child that the peak-memory measure of the submission
       process would not see, nor fork-bomb the sandbox;
+    * ``madvise`` with advice that hides which pages a call touched, and ``process_madvise``, answer EPERM;
     * calls of another ABI (x32, 32-bit) answer EPERM.
     """
     import platform
     import struct
 
-    arches = {  # audit arch; keyring calls; fork-like calls; clone; clone3
-        "x86_64": (0xC000003E, (248, 249, 250), (57, 58), 56, 435),
-        "aarch64": (0xC00000B7, (217, 218, 219), (), 220, 435),
+    arches = {  # audit arch; refused calls (keyrings, process_madvise); fork-like calls; clone; clone3; madvise
+        "x86_64": (0xC000003E, (248, 249, 250, 440), (57, 58), 56, 435, 28),
+        "aarch64": (0xC00000B7, (217, 218, 219, 440), (), 220, 435, 233),
     }
     native = arches.get(platform.machine())
     if native is None:
         return False
-    audit_arch, keyrings, forks, clone, clone3 = native
+    audit_arch, refused, forks, clone, clone3, madvise = native
+    # Advice that would make pages look untouched (MADV_FREE, MADV_COLD, MADV_PAGEOUT clear their
+    # referenced bits) or swap them for new ones (MADV_MERGEABLE, MADV_HUGEPAGE, MADV_COLLAPSE): refused,
+    # so that the memory measure sees what a call read and wrote.  Libraries treat advice as optional.
+    hiding_advice = (8, 20, 21, 12, 14, 25)
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
     ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
     CLONE_THREAD = 0x00010000
     # (code, true target, false target, k) with symbolic targets: None = the next instruction
     body = [("arch", LD, None, None, 4), (None, JEQ, None, "deny", audit_arch), (None, LD, None, None, 0),
             (None, JGE, "deny", None, 0x40000000)]
-    body += [(None, JEQ, "deny", None, nr) for nr in (*keyrings, *forks)]
-    body += [(None, JEQ, "enosys", None, clone3), (None, JEQ, "clone", None, clone), (None, RET, None, None, ALLOW),
+    body += [(None, JEQ, "deny", None, nr) for nr in (*refused, *forks)]
+    body += [(None, JEQ, "enosys", None, clone3), (None, JEQ, "clone", None, clone), (None, JEQ, "madvise", None, madvise),
+             (None, RET, None, None, ALLOW),
              ("clone", LD, None, None, 16), (None, JSET, "allow", "deny", CLONE_THREAD),  # args[0], low 32 bits: the flags
-             ("allow", RET, None, None, ALLOW), ("deny", RET, None, None, EPERM), ("enosys", RET, None, None, ENOSYS)]
+             ("madvise", LD, None, None, 32)]  # args[2], low 32 bits: the advice
+    body += [(None, JEQ, "deny", None, advice) for advice in hiding_advice]
+    body += [("allow", RET, None, None, ALLOW), ("deny", RET, None, None, EPERM), ("enosys", RET, None, None, ENOSYS)]
     where = {label: i for i, (label, *_) in enumerate(body) if label}
 
     def jump(target, i: int) -> int:

@@ -171,8 +171,9 @@ _ballast = [torch.ones(96 * 2**20 // 4)]
 # The forbidden tensor written in place into a buffer made resident before the call: neither the peak nor
 # the faults move; the pages the call reads and writes do.  PREALLOCATE is an anonymous buffer, a shared
 # file mapping (whose pages are not "anonymous"), an anonymous one in a process that then makes itself
-# non-dumpable, so that its memory map cannot be read, one cut into many mappings of 512 KiB, or pages of a
-# library's read-only mapping, writable only while the call runs.
+# non-dumpable, so that its memory map cannot be read, one cut into many mappings of 512 KiB, pages of a
+# library's read-only mapping, writable only while the call runs, or an anonymous buffer whose referenced
+# bits the answer clears itself at the end of the call (madvise MADV_COLD or MADV_FREE).
 PREALLOCATED = FOUR_D.replace("(then RESET)", "(into a buffer made before)").replace("import torch\n", """import ctypes
 import mmap
 import torch
@@ -210,6 +211,9 @@ if PREALLOCATE != "library":
 def _protect(flags):  # the library's pages: writable during the call only
     if PREALLOCATE == "library":
         ctypes.CDLL(None).mprotect(ctypes.c_void_p(_buf.data_ptr()), ctypes.c_size_t(_buf.numel() * 4), flags)
+    if PREALLOCATE in ("cold", "free") and flags == 1:  # after the call: madvise clears the pages' referenced bits
+        start = _buf.data_ptr() // 4096 * 4096
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(_buf.numel() * 4 - 4096), 20 if PREALLOCATE == "cold" else 8)
 """, 1).replace("        diff = queries[:, :, None, :] - keys[:, None, :, :]\n", """        size = queries.shape[0] * queries.shape[1] * keys.shape[1] * queries.shape[2]
         if size <= _buf.numel() and queries.dtype == torch.float32:
             _protect(3)
@@ -468,7 +472,7 @@ def _class(folder: Path) -> None:
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": FOUR_D.replace("RESET", repr((reset,)))})[1])
     _write(folder, "k_fourd_ballast", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": BALLAST})[1])
-    for kind in ("anonymous", "shared", "undumpable", "split", "library"):
+    for kind in ("anonymous", "shared", "undumpable", "split", "library", "cold", "free"):
         _write(folder, f"k_fourd_prealloc_{kind}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": PREALLOCATED.replace("PREALLOCATE", repr(kind))})[1])
     for view in ("shared", "private"):
@@ -540,7 +544,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 38, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 40, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -633,7 +637,7 @@ def test_a_buffer_made_before_the_call_hides_nothing(attacked):
     and writes is measured, in anonymous and in shared mappings; a process that hides its memory map fails."""
     scores = attacked["scores"]
     plain = scores[("k_fourd", "test_DistanceAttention")]
-    for kind in ("anonymous", "shared", "undumpable", "split", "library"):  # split: many small mappings, one tensor
+    for kind in ("anonymous", "shared", "undumpable", "split", "library", "cold", "free"):  # split: many small mappings
         assert scores[(f"k_fourd_prealloc_{kind}", "test_DistanceAttention")] <= plain, kind
     for view in ("shared", "private"):  # written by the kernel (pwrite), read through a read-only mapping
         assert scores[(f"k_fourd_kernel_{view}", "test_DistanceAttention")] <= plain, view
