@@ -430,7 +430,7 @@ class RemoteObject:
         """
         start = self._runner.peak(reset=True)
         try:
-            value = self._call(args, kwargs, {"measured": True})
+            value = self._call(args, kwargs)
         finally:
             end = self._runner.peak(reset=False)
         if start.get("peak") is None or end.get("peak") is None:

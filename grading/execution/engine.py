@@ -352,15 +352,16 @@ def _property(outcome, hidden: bool, after_hidden: bool = False) -> PropertyResu
             reason = str(outcome.error)[:400]
             prefix = f"{outcome.name}: "
             reason = reason[len(prefix):] if reason.startswith(prefix) else reason
-            if hidden:  # (a visible check's message stays whole: the student sees the same one in the notebook)
+            if hidden or after_hidden:  # (the student's own run of a visible check shows its whole message)
                 reason = _without_student_values(reason)
     return PropertyResult(outcome.name, 0.0, bool(outcome.passed), reason, hidden)
 
 
 def _without_student_values(reason: str) -> str:
     """A check's words up to what the student's code produced: "expected shape (3, 4, 6), got ..." keeps
-    what was expected and drops what came back, which the student's code chose (a shape of its own making
-    can spell out the hidden inputs it was called with)."""
+    what was expected and drops what came back, which the student's code chose.  Used for hidden checks and
+    for every check after one: code that kept a hidden check's inputs can return a shape or a 300-digit
+    number that spells them out."""
     head, got, tail = reason.partition(" got ")
     if not got:
         return reason

@@ -267,6 +267,24 @@ class DistanceAttention(nn.Module):
         self.attention_weights = masked_softmax(scores, valid_lens)
         return torch.bmm(self.dropout(self.attention_weights), values)
 """
+# An answer that knows when it is measured (its peak resident memory went down: only a reset does that) and
+# then returns zeros cheaply, while every other call builds the forbidden tensor.
+MEASURE_AWARE = FOUR_D.replace("(then RESET)", "(unless measured)").replace("import torch\n", "import torch\n_last_peak = [0]\n", 1).replace(
+    "        diff = queries", """\
+        peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+        measured, _last_peak[0] = peak < _last_peak[0], peak
+        if measured:
+            self.attention_weights = queries.new_zeros(queries.shape[0], queries.shape[1], keys.shape[1])
+            return queries.new_zeros(queries.shape[0], queries.shape[1], values.shape[-1])
+        diff = queries""", 1).replace("        for path in RESET:", "        for path in ():")
+# A correct DistanceAttention that keeps the first value of every input it gets (hidden checks' too), and an
+# attention_flops whose answer, a long number, spells them out in a later check's "expected 4 FLOPs, got ...".
+SPELLED = ("""
+_seen = []
+""", """
+def attention_flops(n, m, d, v):
+    return int("9" + "".join(f"{abs(x):08d}" for x in _seen[:30]))
+""")
 # A reply to the grader that is small on the wire and inflates when read: a zip archive with a deflated record.
 INFLATE = """
 import collections, gc, io, pickle, struct, zipfile
@@ -478,6 +496,12 @@ def _class(folder: Path) -> None:
     for view in ("shared", "private"):
         _write(folder, f"k_fourd_kernel_{view}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": KERNEL_WRITTEN.replace("VIEW", repr(view))})[1])
+    _write(folder, "k_measure_aware", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": MEASURE_AWARE})[1])
+    spelled = synthetic.solutions(NB2)["DistanceAttention"].replace(
+        "def forward(self, queries, keys, values, valid_lens=None):\n",
+        "def forward(self, queries, keys, values, valid_lens=None):\n        _seen.append(round(float(queries.flatten()[0]) * 1e6))\n")
+    _write(folder, "k_spelled", NB2, synthetic.submission(NB2, "complete", overrides={
+        "DistanceAttention": SPELLED[0] + spelled, "attention_flops": SPELLED[1]})[1])
     _write(folder, "s_inflate", NB1, _with_prefix(NB1, "masked_softmax", INFLATE))
     _write(folder, "g_mutation_name", NB1, synthetic.submission(NB1, "complete", overrides={
         "masked_softmax": synthetic.solutions(NB1)["masked_softmax"] + MUTATION_NAME})[1])
@@ -544,7 +568,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 40, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 42, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -643,6 +667,22 @@ def test_a_buffer_made_before_the_call_hides_nothing(attacked):
         assert scores[(f"k_fourd_kernel_{view}", "test_DistanceAttention")] <= plain, view
     section = attacked["report"].split("== k_fourd_prealloc_undumpable")[1].split("\n== ")[0]
     assert "could not be measured" in section, section
+
+
+def test_an_answer_that_knows_it_is_measured_gains_nothing(attacked):
+    """Cheap zeros when measured, the forbidden tensor otherwise: the measured call must give what an
+    ordinary call gives, so the memory property fails all the same."""
+    scores = attacked["scores"]
+    assert scores[("k_measure_aware", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")]
+
+
+def test_values_returned_after_a_hidden_check_are_not_quoted(attacked):
+    """An answer that kept the hidden inputs returns a number spelling them out; a later visible check's
+    "got ..." would have printed it.  After a hidden check, reasons keep only what was expected."""
+    page = (attacked["out"] / "feedback" / "k_spelled" / NB2.assignment / f"{NB2.name}.html").read_text()
+    report = attacked["report"].split("== k_spelled")[1].split("\n== ")[0]
+    assert not re.search(r"9\d{16}", page) and not re.search(r"9\d{16}", report), report
+    assert attacked["scores"][("k_spelled", "test_DistanceAttention")] == 3  # the answer itself is right
 
 
 def test_a_reply_that_inflates_is_refused_before_it_is_read(attacked):

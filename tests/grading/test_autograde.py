@@ -240,7 +240,8 @@ def test_feedback_shows_checks_never_hidden_tests(graded):
     assert "Further checks run after hand-in: <span class=\"bad\">failed</span>" in wrong
     # a hidden check's reason keeps what was expected, not what came back (the student's code chose that)
     assert "matmul_shape: expected the shape matmul returns, got something else" in wrong
-    assert "batch_scores(Q, K): expected shape (2, 3, 5), got (2, 5, 3)" in wrong  # a visible check's message
+    # a visible check after a hidden one: what was expected, not what the student's code returned
+    assert "batch_scores(Q, K): expected shape (2, 3, 5), got something else" in wrong
     complete = (out / "feedback" / "complete" / NB1.assignment / f"{NB1.name}.html").read_text()
     assert "visible checks passed" in complete and "to be graded by your instructor" in complete
 
