@@ -392,8 +392,8 @@ class RemoteObject:
     def __setattr__(self, attr: str, value) -> None:
         raise TypeError("grade cells may not modify the student's objects; pass values to calls instead")
 
-    def _call(self, args, kwargs, extra: dict | None = None):
-        reply = self._ask({"op": Op.CALL.value, "args": encode(args), "kwargs": encode(kwargs), **(extra or {})})
+    def _call(self, args, kwargs):
+        reply = self._ask({"op": Op.CALL.value, "args": encode(args), "kwargs": encode(kwargs)})
         mutated = reply.get("mutated") or {}
         for path, final in (mutated.items() if isinstance(mutated, dict) else ()):  # the call changed its arguments: so do ours
             # Only the arguments this call passed count, named by the grader: the sandbox names nothing here

@@ -512,6 +512,7 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
 # ---------------------------------------------------------------------------------- the zygote
 
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")  # the first line of a mapping's block in /proc/<pid>/smaps
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _file_ids(maps: str) -> set[tuple[str, str]]:
@@ -606,9 +607,9 @@ class Zygote:
         Four readings, all from outside: the peak resident memory (``VmHWM``, reset at the start); the
         lowest resident memory seen while the call ran (sampled every millisecond), so that memory the
         call gave back and took again cannot hide what it used meanwhile; the bytes of the page faults it
-        caused, which count every page it touched for the first time, even briefly; and the anonymous
-        memory it read or wrote (the pages' "referenced" bits, cleared at the start), so that a buffer
-        made before the call and written in place during it counts too.
+        caused, which count every page it touched for the first time, even briefly; and the memory it read
+        or wrote in any mapping that may hold its data (the pages' "referenced" bits, cleared at the
+        start), so that a buffer made before the call and written in place during it counts too.
         """
         self.measuring = False
         if self.process is None:
@@ -627,7 +628,7 @@ class Zygote:
                 self.measuring, self.lowest_seen, self.faults_at_reset = True, current, faults
             else:
                 reading["lowest"] = min(self.lowest_seen, current)
-                reading["faulted"] = (faults - self.faults_at_reset) * os.sysconf("SC_PAGE_SIZE")
+                reading["faulted"] = (faults - self.faults_at_reset) * PAGE
                 reading["touched"] = self._touched()
             return reading
         except (OSError, KeyError, ValueError, IndexError):
@@ -664,7 +665,7 @@ class Zygote:
         """One reading of the resident memory while a measured call runs."""
         try:
             with open(f"/proc/{self.process}/statm") as f:
-                resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                resident = int(f.read().split()[1]) * PAGE
         except (OSError, IndexError, ValueError):
             return
         self.lowest_seen = min(self.lowest_seen, resident)
