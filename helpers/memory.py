@@ -8,13 +8,13 @@ import weakref
 import torch
 
 
-def peak_memory(fn, *args, **kwargs) -> tuple[object, int | None]:
+def peak_memory(fn, *args, **kwargs) -> tuple[object, int]:
     """Call ``fn(*args, **kwargs)`` without gradients; return ``(result, peak bytes it needed beyond the start)``.
 
     In a notebook it adds up the tensors PyTorch's operators create (alive at the same time) and
     what Python and NumPy allocate (``tracemalloc``). When the grader runs the student's code in
     its sandbox, ``fn`` is a stand-in and the peak is the submission process's resident memory,
-    measured from outside it, so every allocation counts. ``None``: it could not be measured.
+    measured from outside it, so every allocation counts; a call it cannot measure fails the check.
     """
     remote = getattr(fn, "__remote_call__", None)
     if remote is not None:

@@ -309,12 +309,15 @@ MAX_ITEMS = 200_000  # list, tuple and dict entries one grade cell may receive (
 class Budget:
     """What a grade cell has fetched so far, against its limits; and what its calls did to their arguments."""
 
-    def __init__(self, limit: int, write_back: bool = True, seconds: float | None = None) -> None:
+    def __init__(self, limit: int, write_back: bool = True, seconds: float | None = None, measuring: bool = False) -> None:
         self.limit, self.used, self.items = limit, 0, 0
         self.mutations: list[str] = []
         # Visible checks see a call change its arguments, as in the notebook; hidden checks only note it: their
         # own tensors stay as they built them (a call that zeroed them must not change the expected values).
         self.write_back = write_back
+        # A cell that measures memory (attnkit.peak_memory) starts every call of its own as a measured call
+        # starts, so that no call can tell from inside whether it is the measured one.
+        self.measuring = measuring
         self.deadline = time.monotonic() + seconds if seconds is not None else None  # the whole grade cell's time
 
     def seconds_left(self, timeout: float) -> float:
@@ -392,7 +395,9 @@ class RemoteObject:
     def __setattr__(self, attr: str, value) -> None:
         raise TypeError("grade cells may not modify the student's objects; pass values to calls instead")
 
-    def _call(self, args, kwargs):
+    def _call(self, args, kwargs, reset: bool = True):
+        if reset and self._budget.measuring:
+            self._runner.peak(reset=True)  # what a measured call starts with: a fresh peak, every page unreferenced
         reply = self._ask({"op": Op.CALL.value, "args": encode(args), "kwargs": encode(kwargs)})
         mutated = reply.get("mutated") or {}
         for path, final in (mutated.items() if isinstance(mutated, dict) else ()):  # the call changed its arguments: so do ours
@@ -426,17 +431,17 @@ class RemoteObject:
         largest of: its peak above the resident memory at the start, its peak above the lowest resident
         memory seen during the call (memory kept between calls and given back during one hides nothing),
         the bytes of the pages it faulted in, and the memory it read or wrote beyond what the call's own
-        plumbing touches (a buffer made before the call and filled during it).
+        plumbing touches (a buffer made before the call and filled during it).  A reading that fails (the
+        process made itself unreadable, or its main thread left) fails the check: it never passes unmeasured.
         """
         start = self._runner.peak(reset=True)
         try:
-            value = self._call(args, kwargs)
+            value = self._call(args, kwargs, reset=False)
         finally:
             end = self._runner.peak(reset=False)
-        if start.get("peak") is None or end.get("peak") is None:
-            return value, None
-        if "touched" in end and end["touched"] is None:
-            raise LimitExceeded("the call's memory could not be measured: the answer's process made itself unreadable")
+        if start.get("peak") is None or end.get("peak") is None or end.get("touched", 0) is None:
+            raise LimitExceeded("the call's memory could not be measured: the answer's process made its memory "
+                                "unreadable (or ended its main thread)")
         peak = int(end["peak"])
         floor = min(int(start.get("current") or start["peak"]), int(end.get("lowest", peak)))
         touched = int(end.get("touched") or 0) - self._runner.options.touched_allowance

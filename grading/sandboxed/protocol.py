@@ -55,6 +55,11 @@ class ProtocolError(RuntimeError):
 
 
 JSON = b"J"  # first byte of a JSON payload (a torch.save payload starts with b"PK", a zip archive)
+# What one frame may build when it is read, whatever its size on the wire: a frame of "[]," repeated
+# (3 bytes per empty list) or a pickle of EMPTY_LIST + APPEND (2 bytes) would otherwise build about 20
+# million lists, 2 GB, from a 60 MB frame.
+MAX_ITEMS = 2_000_000  # JSON: separators and containers ("," ":" "[" "{"), counted before parsing
+MAX_PICKLE = 4 << 20  # torch.save: bytes of the pickled part (tensor data lives in records of its own)
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -96,10 +101,15 @@ def _check_archive(payload: bytes) -> None:
         raise ProtocolError("a frame with a compressed record")
     if sum(r.file_size for r in records) > len(payload):
         raise ProtocolError("a frame whose records are larger than the frame")
+    if any(r.filename.endswith(".pkl") and r.file_size > MAX_PICKLE for r in records):
+        raise ProtocolError(f"a frame whose pickled part is larger than {MAX_PICKLE >> 20} MiB")
 
 
 def loads(payload: bytes) -> dict:
     if payload[:1] == JSON:
+        items = sum(payload.count(c) for c in (b",", b":", b"[", b"{"))
+        if items > MAX_ITEMS:
+            raise ProtocolError(f"a frame of more than {MAX_ITEMS:,} items")
         try:
             message = json.loads(payload[1:])
         except (ValueError, RecursionError) as exc:  # RecursionError: a forged, deeply nested frame

@@ -76,15 +76,23 @@ def _seccomp_filter() -> bool:
       filter cannot read, answers ENOSYS, and the C library falls back to clone).  Threads still work.
       So a submission cannot do its work in a child that the peak-memory measure of the submission
       process would not see, nor fork-bomb the sandbox;
+    * no namespaces and no mounts of its own: unshare, setns, a clone with a CLONE_NEW* flag, mount,
+      umount, pivot_root, chroot and the new mount calls answer EPERM.  A private mount namespace would
+      let a submission show itself its own files through a read-only bind mount, which the memory
+      measure reads as a library's pages that no answer could fill;
     * ``madvise`` with advice that hides which pages a call touched, and ``process_madvise``, answer EPERM;
     * calls of another ABI (x32, 32-bit) answer EPERM.
     """
     import platform
     import struct
 
-    arches = {  # audit arch; refused calls (keyrings, process_madvise); fork-like calls; clone; clone3; madvise
-        "x86_64": (0xC000003E, (248, 249, 250, 440), (57, 58), 56, 435, 28),
-        "aarch64": (0xC00000B7, (217, 218, 219, 440), (), 220, 435, 233),
+    # The new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick; mount_setattr) has the
+    # same numbers on every architecture.
+    mount_api = (428, 429, 430, 431, 432, 433, 442)
+    arches = {  # audit arch; refused calls (keyrings, process_madvise; namespaces and mounts); fork-like calls;
+        # clone; clone3; madvise
+        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api), (57, 58), 56, 435, 28),
+        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api), (), 220, 435, 233),
     }
     native = arches.get(platform.machine())
     if native is None:
@@ -97,13 +105,15 @@ def _seccomp_filter() -> bool:
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
     ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
     CLONE_THREAD = 0x00010000
+    CLONE_NEW = 0x7E020000  # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET (NEWTIME: unshare only)
     # (code, true target, false target, k) with symbolic targets: None = the next instruction
     body = [("arch", LD, None, None, 4), (None, JEQ, None, "deny", audit_arch), (None, LD, None, None, 0),
             (None, JGE, "deny", None, 0x40000000)]
     body += [(None, JEQ, "deny", None, nr) for nr in (*refused, *forks)]
     body += [(None, JEQ, "enosys", None, clone3), (None, JEQ, "clone", None, clone), (None, JEQ, "madvise", None, madvise),
              (None, RET, None, None, ALLOW),
-             ("clone", LD, None, None, 16), (None, JSET, "allow", "deny", CLONE_THREAD),  # args[0], low 32 bits: the flags
+             ("clone", LD, None, None, 16), (None, JSET, "deny", None, CLONE_NEW),  # args[0], low 32 bits: the flags
+             (None, JSET, "allow", "deny", CLONE_THREAD),
              ("madvise", LD, None, None, 32)]  # args[2], low 32 bits: the advice
     body += [(None, JEQ, "deny", None, advice) for advice in hiding_advice]
     body += [("allow", RET, None, None, ALLOW), ("deny", RET, None, None, EPERM), ("enosys", RET, None, None, ENOSYS)]

@@ -277,6 +277,102 @@ MEASURE_AWARE = FOUR_D.replace("(then RESET)", "(unless measured)").replace("imp
             self.attention_weights = queries.new_zeros(queries.shape[0], queries.shape[1], keys.shape[1])
             return queries.new_zeros(queries.shape[0], queries.shape[1], values.shape[-1])
         diff = queries""", 1).replace("        for path in RESET:", "        for path in ():")
+# An answer that tells measured calls from the others by a canary page: a measured call starts with every
+# page's referenced bit cleared, so the canary, touched at the end of each call, reads "Referenced: 0" then.
+# It builds the forbidden tensor whenever it thinks it is not measured, and logs which path each call with
+# 256 queries took; a later answer cell prints the log (kept in the instructor's copy of the notebook).
+CANARY = FOUR_D.replace("(then RESET)", "(unless its canary says measured)").replace("import torch\n", """import ctypes
+import mmap
+import torch
+_canary = mmap.mmap(-1, 13 * 4096)
+_canary[0] = 1
+_canary_at = "%x-" % ctypes.addressof(ctypes.c_char.from_buffer(_canary))
+_paths = torch.__dict__.setdefault("canary_paths", [])  # kept where a later cell can print it
+def _measured():
+    found = False
+    for line in open("/proc/self/smaps"):
+        if line.startswith(_canary_at):
+            found = True
+        elif found and line.startswith("Referenced:"):
+            return line.split()[1] == "0"
+    return False
+""", 1).replace("        diff = queries[:, :, None, :] - keys[:, None, :, :]\n", """        lean = _measured()
+        if tuple(queries.shape[1:]) == (256, 128) and keys.shape[1] == 256:  # the visible check's large inputs
+            _paths.append("BIG-LEAN" if lean else "BIG-FOUR-D")
+        _canary[0] = 1
+        if lean:
+            sq = (keys * keys).sum(-1)[:, None, :] - 2 * torch.bmm(queries, keys.transpose(1, 2)) + (queries * queries).sum(-1)[:, :, None]
+            self.attention_weights = masked_softmax(-sq / (2 * math.sqrt(queries.shape[-1])), valid_lens)
+            return torch.bmm(self.dropout(self.attention_weights), values)
+        diff = queries[:, :, None, :] - keys[:, None, :, :]
+""").replace("        for path in RESET:", "        for path in ():")
+CANARY_LOG = "\nprint('paths of the calls with 256 queries:', torch.canary_paths)\n"
+# The plain forbidden tensor, with the answer's main thread ended (the rest of the process goes on serving the
+# grader from a thread of its own): the thread-group leader is a zombie, whose /proc status has no memory
+# figures, so a reading of the peak fails.  A failed reading must fail the check, not pass it.
+ZOMBIE = FOUR_D.replace("(then RESET)", "(main thread ended)").replace("        for path in RESET:", "        for path in ():") + """
+import ctypes as _ctypes, gc as _gc, os as _os, platform as _platform, threading as _threading, time as _time
+from grading.sandboxed import protocol as _protocol
+
+def _serve_from_a_thread():
+    server = next(o for o in _gc.get_objects() if type(o).__name__ == "Submission")
+    def loop():
+        _time.sleep(0.3)  # the leader is gone: answer the request it was serving (this cell)
+        _protocol.send(server.channel, {"ok": True, "stdout": "", "stderr": "", "figures": [], "neutralised": []})
+        while True:
+            try:
+                request = _protocol.receive(server.channel, limit=1 << 30)
+            except KeyboardInterrupt:
+                continue
+            if request is None or request.get("op") == "end":
+                _os._exit(0)
+            try:
+                reply = getattr(server, "op_" + request["op"])(request)
+            except BaseException as exc:
+                reply = {"raised": type(exc).__name__, "message": str(exc)[:200]}
+            _protocol.write_all(server.channel, _protocol.frame(reply))
+    _threading.Thread(target=loop, daemon=True).start()
+    _ctypes.CDLL(None).syscall(60 if _platform.machine() == "x86_64" else 93, 0)  # exit(2): this thread only
+
+_serve_from_a_thread()
+"""
+# The forbidden tensor in a read-only private mapping of a file that the answer fills through another view of
+# it: a read-only bind mount made in a user and mount namespace of the answer's own, which the memory measure
+# would read as a library's pages.  The sandbox refuses unshare and mount; the cell prints what it got.
+OWN_MOUNT = KERNEL_WRITTEN.replace(
+    '_fd = os.memfd_create("diffs") if VIEW == "shared" else os.open("/tmp/diffs", os.O_RDWR | os.O_CREAT)', '''import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_history = getattr(getattr(get_ipython(), "history_manager", None), "save_thread", None)
+if _history is not None:
+    _history.stop()  # unshare(CLONE_NEWUSER) needs a process of one thread
+_steps = [("unshare", _libc.unshare(0x10000000 | 0x00020000), ctypes.get_errno())]
+os.makedirs("/tmp/rw", exist_ok=True), os.makedirs("/tmp/ro", exist_ok=True)
+_steps.append(("bind", _libc.mount(b"/tmp/rw", b"/tmp/ro", None, 4096, None), ctypes.get_errno()))
+_steps.append(("read-only", _libc.mount(None, b"/tmp/ro", None, 4096 | 32 | 1 | 2 | 4, None), ctypes.get_errno()))
+print("own mounts:", [(what, os.strerror(errno) if code else "ok") for what, code, errno in _steps])
+_fd = os.open("/tmp/rw/diffs", os.O_RDWR | os.O_CREAT)''').replace(
+    '_view = mmap.mmap(_fd, _size, mmap.MAP_SHARED if VIEW == "shared" else mmap.MAP_PRIVATE, mmap.PROT_READ)',
+    '_view = mmap.mmap(os.open("/tmp/ro/diffs" if _steps[-1][1] == 0 else "/tmp/rw/diffs", os.O_RDONLY), _size, mmap.MAP_PRIVATE, mmap.PROT_READ)')
+assert "/tmp/ro/diffs" in OWN_MOUNT and "unshare" in OWN_MOUNT
+# A reply forged by the answer's cell: small enough to be read (7.5 MB), but 2.5 million empty lists once parsed.
+MANY_LISTS = """
+import gc as _gc, struct as _struct
+from grading.sandboxed import protocol as _protocol
+_server = next(o for o in _gc.get_objects() if type(o).__name__ == "Submission")
+_body = b'J{"ok":true,"stdout":"","stderr":"","figures":[],"neutralised":[],"x":[' + b"[]," * 2_500_000 + b'[]]}'
+_real = _protocol.write_all
+_state = {"swallow": 1}
+def _write_all(fd, data):  # the cell's real reply is swallowed: the forged one stands in for it
+    if fd == _server.channel and _state["swallow"]:
+        _state["swallow"] = 0
+        return None
+    return _real(fd, data)
+_protocol.write_all = _write_all
+_real(_server.channel, _struct.pack(">Q", len(_body)) + _body)
+"""
+# An answer cell too long to scan for tampering quickly (a chain of 200 calls, each holding those before it):
+# it is named in the report, and costs its author no points and the class no time.
+UNSCANNED = "if False:\n    _ = f" + ("(" + "x," * 300 + ")") * 200 + "\n"
 # A correct DistanceAttention that keeps the first value of every input it gets (hidden checks' too), and an
 # attention_flops whose answer, a long number, spells them out in a later check's "expected 4 FLOPs, got ...".
 SPELLED = ("""
@@ -497,6 +593,15 @@ def _class(folder: Path) -> None:
         _write(folder, f"k_fourd_kernel_{view}", NB2, synthetic.submission(NB2, "complete", overrides={
             "DistanceAttention": KERNEL_WRITTEN.replace("VIEW", repr(view))})[1])
     _write(folder, "k_measure_aware", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": MEASURE_AWARE})[1])
+    sols2 = synthetic.solutions(NB2)
+    _write(folder, "k_canary", NB2, synthetic.submission(NB2, "complete", overrides={
+        "DistanceAttention": CANARY, "DiffDimDotProductAttention": sols2["DiffDimDotProductAttention"] + CANARY_LOG})[1])
+    _write(folder, "k_zombie", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": ZOMBIE})[1])
+    _write(folder, "k_own_mount", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": OWN_MOUNT})[1])
+    _write(folder, "s_many_lists", NB2, synthetic.submission(NB2, "complete", overrides={
+        "attention_flops": sols2["attention_flops"] + MANY_LISTS})[1])
+    _write(folder, "t_unscanned", NB2, synthetic.submission(NB2, "complete", overrides={
+        "attention_memory_traffic": UNSCANNED + sols2["attention_memory_traffic"]})[1])
     spelled = synthetic.solutions(NB2)["DistanceAttention"].replace(
         "def forward(self, queries, keys, values, valid_lens=None):\n",
         "def forward(self, queries, keys, values, valid_lens=None):\n        _seen.append(round(float(queries.flatten()[0]) * 1e6))\n")
@@ -505,7 +610,6 @@ def _class(folder: Path) -> None:
     _write(folder, "s_inflate", NB1, _with_prefix(NB1, "masked_softmax", INFLATE))
     _write(folder, "g_mutation_name", NB1, synthetic.submission(NB1, "complete", overrides={
         "masked_softmax": synthetic.solutions(NB1)["masked_softmax"] + MUTATION_NAME})[1])
-    sols2 = synthetic.solutions(NB2)
     keep = sols2["DistanceAttention"].replace("def forward(self, queries, keys, values, valid_lens=None):\n",
                                               "def forward(self, queries, keys, values, valid_lens=None):\n"
                                               "        if tuple(queries.shape) == (3, 4, 8):\n"
@@ -568,7 +672,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 42, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 47, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -674,6 +778,54 @@ def test_an_answer_that_knows_it_is_measured_gains_nothing(attacked):
     ordinary call gives, so the memory property fails all the same."""
     scores = attacked["scores"]
     assert scores[("k_measure_aware", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")]
+
+
+def _autograded_text(attacked, student: str, nb) -> str:
+    """The outputs of a student's notebook as graded: the instructor's copy keeps what feedback withholds."""
+    path = attacked["db"].parent / "autograded" / student / nb.assignment / f"{nb.name}.ipynb"
+    cells = nbformat.read(path, as_version=4).cells
+    return "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_no_call_of_a_memory_check_can_tell_it_is_not_the_measured_one(attacked):
+    """Every call of a cell that measures memory starts as the measured call does (a fresh peak, every page
+    unreferenced): an answer watching a canary page takes the same path in the measured call and in the
+    ordinary call of the same inputs, so it cannot build the forbidden tensor in the one it thinks unmeasured."""
+    text = _autograded_text(attacked, "k_canary", NB2)
+    # The notebook's own run of the visible check (in the sandbox, measured there by attnkit's in-process
+    # tracker) comes first; then the grader's check: its measured call, and its ordinary call with the same inputs.
+    assert "paths of the calls with 256 queries: ['BIG-FOUR-D', 'BIG-LEAN', 'BIG-LEAN']" in text, text[-2000:]
+
+
+def test_a_measurement_that_fails_fails_the_check(attacked):
+    """The answer ends its main thread, so its process's status holds no memory figures: the check fails
+    (it used to pass, as if nothing had been measured)."""
+    scores = attacked["scores"]
+    assert scores[("k_zombie", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+    assert "could not be measured" in attacked["report"].split("== k_zombie")[1].split("\n== ")[0]
+
+
+def test_an_answer_cannot_mount_its_own_view_of_its_files(attacked):
+    """unshare and mount are refused in the submission: no read-only bind mount of the answer's own, which the
+    memory measure would have taken for a library's pages."""
+    scores = attacked["scores"]
+    assert scores[("k_own_mount", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+    text = _autograded_text(attacked, "k_own_mount", NB2)
+    assert "own mounts: [('unshare', 'Operation not permitted'), ('bind', 'Operation not permitted')" in text, text[-2000:]
+
+
+def test_a_reply_of_millions_of_empty_lists_is_refused_unread(attacked):
+    section = attacked["report"].split("== s_many_lists")[1].split("\n== ")[0]
+    assert "more than 2,000,000 items" in section, section
+    assert _total(attacked["scores"], "s_many_lists") < _total(attacked["scores"], "l_honest2")
+
+
+def test_a_cell_too_long_to_scan_is_named_and_graded(attacked):
+    section = attacked["report"].split("== t_unscanned")[1].split("\n== ")[0]
+    assert re.search(r"not scanned for tampering: 12\d,\d{3} characters \(more than 100,000\)", section), section
+    assert attacked["scores"][("t_unscanned", "test_attention_memory_traffic")] == 2  # the answer itself is right
+    took = float(section.split("]")[1].split("s")[0])
+    assert took < 30, section
 
 
 def test_values_returned_after_a_hidden_check_are_not_quoted(attacked):

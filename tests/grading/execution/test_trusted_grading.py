@@ -214,6 +214,49 @@ def test_a_frame_holds_no_more_than_it_weighs():
         protocol.loads(forged.getvalue())
 
 
+def test_a_frame_builds_no_more_objects_than_a_bound():
+    """A frame small enough to be read may still describe millions of empty lists (3 bytes each in JSON,
+    2 in a pickle): both forms are refused by count before anything is built; ordinary messages pass."""
+    import io
+
+    import torch
+
+    from grading.sandboxed import protocol
+
+    many = b'J{"ok":true,"x":[' + b"[]," * (protocol.MAX_ITEMS + 1) + b"[]]}"
+    with pytest.raises(protocol.ProtocolError, match="more than 2,000,000 items"):
+        protocol.loads(many)
+    buf = io.BytesIO()
+    torch.save({"x": [[] for _ in range(3_000_000)]}, buf)
+    with pytest.raises(protocol.ProtocolError, match="pickled part is larger than 4 MiB"):
+        protocol.loads(buf.getvalue())
+    ordinary = {"ok": True, "stdout": "tensor([[1., 2.], [3., 4.]])\n" * 500, "figures": [{"png": "iVBOR" * 20_000}]}
+    assert protocol.loads(protocol.dumps(ordinary)) == ordinary
+    values = {"value": (torch.ones(3),) * 1000, "names": [f"n{i}" for i in range(10_000)]}
+    assert len(protocol.loads(protocol.dumps(values))["value"]) == 1000
+
+
+def test_a_huge_cell_is_named_not_scanned():
+    """The tampering scan runs in the worker, outside any time limit: a cell too long to parse quickly is
+    reported instead of read, and a long chain of nested calls costs time linear in its length."""
+    import time
+
+    from grading.execution.engine import SCAN_LIMIT, scan_for_tampering
+
+    huge = "x = 1\n" + "y = f(" * 1000 + "0" + ")" * 1000 + "\n" + " " * SCAN_LIMIT
+    assert scan_for_tampering(huge) == [f"not scanned for tampering: {len(huge):,} characters (more than {SCAN_LIMIT:,})"]
+    chained = "_ = f" + ("(" + "x," * 300 + ")") * 150 + "\n"  # 150 calls, each holding the ones before it
+    assert len(chained) < SCAN_LIMIT
+    started = time.perf_counter()
+    assert scan_for_tampering(chained) == []
+    assert time.perf_counter() - started < 2  # unparsing every call whole took 5 s here
+    nested = "sys.settrace(" * 150 + "None" + ")" * 150
+    found = scan_for_tampering(nested)
+    assert len(found) == 150 and found[0].startswith("calls sys.settrace(sys.settrace(") and len(found[0]) < 120
+    assert scan_for_tampering("setattr(torch, 'allclose', f)\nsetattr(model, 'x', 1)") == [
+        "calls setattr(torch, 'allclose', f) (line 1)"]
+
+
 def test_hidden_reasons_keep_what_was_expected_and_drop_what_came_back():
     from grading.execution.engine import _without_student_values
 
