@@ -788,9 +788,10 @@ def _autograded_text(attacked, student: str, nb) -> str:
 
 
 def test_no_call_of_a_memory_check_can_tell_it_is_not_the_measured_one(attacked):
-    """Every call of a cell that measures memory starts as the measured call does (a fresh peak, every page
-    unreferenced): an answer watching a canary page takes the same path in the measured call and in the
-    ordinary call of the same inputs, so it cannot build the forbidden tensor in the one it thinks unmeasured."""
+    """Every call of a cell that measures memory, with inputs of measured size, starts as the measured call
+    does (a fresh peak, every page unreferenced): an answer watching a canary page takes the same path in the
+    measured call and in the ordinary call of the same inputs, so it cannot build the forbidden tensor in the
+    one it thinks unmeasured."""
     text = _autograded_text(attacked, "k_canary", NB2)
     # The notebook's own run of the visible check (in the sandbox, measured there by attnkit's in-process
     # tracker) comes first; then the grader's check: its measured call, and its ordinary call with the same inputs.
