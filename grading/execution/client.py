@@ -256,7 +256,12 @@ class Runner:
         """The submission process's peak resident memory, measured by the zygote (reset: start anew)."""
         self._control({"op": Op.PEAK.value, "reset": reset})
         while True:
-            reply = self._control_reply(10)
+            try:
+                reply = self._control_reply(10)
+            except RunnerError as exc:
+                if exc.reason != "timeout":
+                    raise
+                raise RunnerError("runner died", "a memory reading took more than 10 s; the sandbox was restarted") from None
             if reply.get("finished"):
                 self._close_channel()
                 raise RunnerError("kernel died", describe_status(int(reply.get("status") or 0)))
@@ -445,6 +450,8 @@ class RemoteObject:
         nothing the student's code does can switch the measurement off.  What the call needed is the
         largest of: its peak above the resident memory at the start, its peak above the lowest resident
         memory seen during the call (memory kept between calls and given back during one hides nothing),
+        what the process gave back of its own memory (anonymous and shared) during the call, whatever file
+        pages took its place,
         the bytes of the pages it faulted in, and the memory it read or wrote beyond what the call's own
         plumbing touches (a buffer made before the call and filled during it).  A reading that fails (the
         process made itself unreadable, or its main thread left) fails the check: it never passes unmeasured.
@@ -455,12 +462,12 @@ class RemoteObject:
         finally:
             end = self._runner.peak(reset=False)
         if start.get("peak") is None or end.get("peak") is None or end.get("touched", 0) is None:
-            raise LimitExceeded("the call's memory could not be measured: the answer's process made its memory "
-                                "unreadable (or ended its main thread)")
+            raise LimitExceeded("the call's memory could not be measured: the answer's process made its memory map "
+                                "unreadable or too long to read, or ended its main thread")
         peak = int(end["peak"])
         floor = min(int(start.get("current") or start["peak"]), int(end.get("lowest", peak)))
         touched = int(end.get("touched") or 0) - self._runner.options.touched_allowance
-        return value, max(peak - floor, int(end.get("faulted", 0)), touched, 0)
+        return value, max(peak - floor, int(end.get("given_back", 0)), int(end.get("faulted", 0)), touched, 0)
 
     __remote_call__.__doc__ = __remote_call__.__doc__
 

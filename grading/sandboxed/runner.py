@@ -80,7 +80,8 @@ def _seccomp_filter() -> bool:
       umount, pivot_root, chroot and the new mount calls answer EPERM.  A private mount namespace would
       let a submission show itself its own files through a read-only bind mount, which the memory
       measure reads as a library's pages that no answer could fill;
-    * ``madvise`` with advice that hides which pages a call touched, and ``process_madvise``, answer EPERM;
+    * ``madvise`` with advice that hides which pages a call touched, ``process_madvise`` and io_uring (whose
+      requests, madvise included, run in kernel threads this filter never sees) answer EPERM;
     * calls of another ABI (x32, 32-bit) answer EPERM.
     """
     import platform
@@ -89,10 +90,11 @@ def _seccomp_filter() -> bool:
     # The new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick; mount_setattr) has the
     # same numbers on every architecture.
     mount_api = (428, 429, 430, 431, 432, 433, 442)
+    io_uring = (425, 426, 427)  # io_uring_setup, _enter, _register (same numbers everywhere): its madvise escapes this filter
     arches = {  # audit arch; refused calls (keyrings, process_madvise; namespaces and mounts); fork-like calls;
         # clone; clone3; madvise
-        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api), (57, 58), 56, 435, 28),
-        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api), (), 220, 435, 233),
+        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api, *io_uring), (57, 58), 56, 435, 28),
+        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api, *io_uring), (), 220, 435, 233),
     }
     native = arches.get(platform.machine())
     if native is None:
@@ -523,6 +525,10 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
 
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")  # the first line of a mapping's block in /proc/<pid>/smaps
 PAGE = os.sysconf("SC_PAGE_SIZE")
+MOUNT_LOOKUPS = 256  # folders whose mount one memory reading asks about (see _may_hold_answer_data)
+# A memory map this long, or this slow to read, is not read to the end: the reading fails, and so does the
+# check (a submission process of the course maps about 2 MB of smaps text).
+SMAPS_BYTES, SMAPS_SECONDS = 32 << 20, 3.0
 
 
 def _file_ids(maps: str) -> set[tuple[str, str]]:
@@ -542,19 +548,23 @@ def _may_hold_answer_data(header: str, pid: int, libraries: set, read_only: dict
     files the submission could write or make (its /tmp, /dev/shm, scratch; memfd and deleted files).
     Left out: private, read-only mappings of the files the zygote itself had mapped before any student code
     ran (``libraries``: the interpreter, torch, ...) and of files on mounts that are read-only for the
-    submission.  ``read_only`` caches the answer per path for one measurement."""
+    submission.  ``read_only`` caches the answer per folder for one measurement; past ``MOUNT_LOOKUPS``
+    folders (thousands of files mapped from deep folders would make the reading take seconds), a file counts."""
     fields = header.split(maxsplit=5)
     perms, path = fields[1], fields[5].strip() if len(fields) > 5 else ""
     if "w" in perms or perms[3:] == "s" or not path.startswith("/") or path.endswith("(deleted)"):
         return True
     if (fields[3], fields[4]) in libraries:
         return False
-    if path not in read_only:
+    folder = os.path.dirname(path)
+    if folder not in read_only:
+        if len(read_only) >= MOUNT_LOOKUPS:
+            return True
         try:
-            read_only[path] = bool(os.statvfs(f"/proc/{pid}/root{path}").f_flag & os.ST_RDONLY)
+            read_only[folder] = bool(os.statvfs(f"/proc/{pid}/root{folder}").f_flag & os.ST_RDONLY)
         except OSError:
-            read_only[path] = False
-    return not read_only[path]
+            read_only[folder] = False
+    return not read_only[folder]
 
 
 class Zygote:
@@ -566,6 +576,7 @@ class Zygote:
         self.process: int | None = None  # pid of its submission process (as seen here)
         self.status = 0
         self.measuring, self.lowest_seen, self.faults_at_reset = False, 0, 0  # see peak()
+        self.own_at_reset = self.lowest_own = 0
         self.libraries = _file_ids("/proc/self/maps")  # mapped before any student code: not theirs to fill
 
     def reply(self, message: dict) -> None:
@@ -614,12 +625,14 @@ class Zygote:
     def peak(self, reset: bool) -> dict:
         """Start (``reset``) or end a measurement of the submission's memory during one call.
 
-        Four readings, all from outside: the peak resident memory (``VmHWM``, reset at the start); the
+        Five readings, all from outside: the peak resident memory (``VmHWM``, reset at the start); the
         lowest resident memory seen while the call ran (sampled every millisecond), so that memory the
-        call gave back and took again cannot hide what it used meanwhile; the bytes of the page faults it
-        caused, which count every page it touched for the first time, even briefly; and the memory it read
-        or wrote in any mapping that may hold its data (the pages' "referenced" bits, cleared at the
-        start), so that a buffer made before the call and written in place during it counts too.
+        call gave back and took again cannot hide what it used meanwhile; how much of the process's own
+        memory (anonymous and shared, not file pages) it gave back during the call, so that a buffer
+        written and then dropped cannot hide behind file pages mapped in its place; the bytes of the page
+        faults it caused, which count every page it touched for the first time, even briefly; and the
+        memory it read or wrote in any mapping that may hold its data (the pages' "referenced" bits,
+        cleared at the start), so that a buffer made before the call and written in place counts too.
         """
         self.measuring = False
         if self.process is None:
@@ -633,11 +646,14 @@ class Zygote:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
             faults = self._faults()
             current = int(fields["VmRSS"].split()[0]) * 1024
+            own = (int(fields["RssAnon"].split()[0]) + int(fields["RssShmem"].split()[0])) * 1024
             reading = {"peak": int(fields["VmHWM"].split()[0]) * 1024, "current": current}
             if reset:
-                self.measuring, self.lowest_seen, self.faults_at_reset = True, current, faults
+                self.measuring, self.faults_at_reset = True, faults
+                self.lowest_seen, self.own_at_reset, self.lowest_own = current, own, own
             else:
                 reading["lowest"] = min(self.lowest_seen, current)
+                reading["given_back"] = max(self.own_at_reset - min(self.lowest_own, own), 0)
                 reading["faulted"] = (faults - self.faults_at_reset) * PAGE
                 reading["touched"] = self._touched()
             return reading
@@ -652,12 +668,16 @@ class Zygote:
     def _touched(self) -> int | None:
         """Bytes referenced since the referenced bits were cleared, over every mapping that may hold data
         the answer made (:func:`_may_hold_answer_data`), however small (a tensor can be spread over many
-        small mappings); None: unreadable, which only a submission that made itself non-dumpable can
-        cause.  The grader allows for what the call's own plumbing touches (``touched_allowance``)."""
-        total, counted, referenced, read_only = 0, False, 0, {}
+        small mappings); None: unreadable (a submission that made itself non-dumpable) or too long to
+        read (``SMAPS_BYTES``, ``SMAPS_SECONDS``).  The grader allows for what the call's own plumbing touches (``touched_allowance``)."""
+        total, counted, referenced, read_only, size = 0, False, 0, {}, 0
+        deadline = time.monotonic() + SMAPS_SECONDS
         try:
             with open(f"/proc/{self.process}/smaps") as f:
                 for line in f:
+                    size += len(line)
+                    if size > SMAPS_BYTES or (size & 0xFFFF < len(line) and time.monotonic() > deadline):
+                        return None  # tens of thousands of mappings, made to make this reading slow: not measured
                     if _MAPPING.match(line):
                         counted = _may_hold_answer_data(line, self.process, self.libraries, read_only)
                     elif line.startswith("Referenced:"):
@@ -672,13 +692,16 @@ class Zygote:
         return total * 1024
 
     def sample(self) -> None:
-        """One reading of the resident memory while a measured call runs."""
+        """One reading of the resident memory, and of the process's own part of it, while a measured call runs."""
         try:
-            with open(f"/proc/{self.process}/statm") as f:
-                resident = int(f.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{self.process}/status", "rb") as f:
+                text = f.read()
+            resident, anon, shmem = (int(text[text.index(key) + len(key):text.index(b"kB", text.index(key))]) * 1024
+                                     for key in (b"VmRSS:", b"RssAnon:", b"RssShmem:"))
+        except (OSError, ValueError):
             return
         self.lowest_seen = min(self.lowest_seen, resident)
+        self.lowest_own = min(self.lowest_own, anon + shmem)
 
     def kill(self) -> None:
         """Kill the submission's whole tree and wait until none of it is left."""

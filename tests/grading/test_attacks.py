@@ -373,6 +373,226 @@ _real(_server.channel, _struct.pack(">Q", len(_body)) + _body)
 # An answer cell too long to scan for tampering quickly (a chain of 200 calls, each holding those before it):
 # it is named in the report, and costs its author no points and the class no time.
 UNSCANNED = "if False:\n    _ = f" + ("(" + "x," * 300 + ")") * 200 + "\n"
+# The forbidden tensor in a buffer made resident before the call; at the end of the call io_uring's own madvise
+# (IORING_OP_MADVISE, MADV_COLD) clears the buffer's referenced bits from a kernel thread that the seccomp filter
+# never sees.  io_uring is refused: the answer cell fails at io_uring_setup.
+IO_URING = '''
+import ctypes, mmap as _mmap
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+
+class _Ring:
+    """A one-entry io_uring: its requests run in the kernel, past the seccomp filter."""
+    def __init__(self):
+        p = (ctypes.c_uint32 * 30)()
+        fd = _libc.syscall(425, 4, p)  # io_uring_setup
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_setup")
+        self.fd = fd
+        sq_entries, cq_entries = p[0], p[1]
+        sq = p[10:20]; cq = p[20:30]  # io_sqring_offsets / io_cqring_offsets (u32 words)
+        self.sq_off = dict(head=sq[0], tail=sq[1], mask=sq[2], array=sq[6])
+        self.cq_off = dict(head=cq[0], tail=cq[1], mask=cq[2], cqes=cq[5])
+        ssz = sq[6] + sq_entries * 4
+        csz = cq[5] + cq_entries * 16
+        sz = max(ssz, csz)
+        PROT, FLAGS = 3, 1 | 0x8000  # RW, MAP_SHARED | MAP_POPULATE
+        self.sq = _libc.mmap(None, sz, PROT, FLAGS, fd, 0)
+        self.cq = self.sq  # IORING_FEAT_SINGLE_MMAP
+        self.sqes = _libc.mmap(None, sq_entries * 64, PROT, FLAGS, fd, 0x10000000)
+        self.mask = ctypes.c_uint32.from_address(self.sq + sq[2]).value
+        self.cmask = ctypes.c_uint32.from_address(self.cq + cq[2]).value
+
+    def madvise(self, addr, length, advice):
+        u32 = lambda base, off: ctypes.c_uint32.from_address(base + off)
+        tail = u32(self.sq, self.sq_off["tail"])
+        idx = tail.value & self.mask
+        sqe = self.sqes + idx * 64
+        ctypes.memset(sqe, 0, 64)
+        ctypes.c_uint8.from_address(sqe).value = 25          # IORING_OP_MADVISE
+        ctypes.c_uint64.from_address(sqe + 16).value = addr   # addr
+        ctypes.c_uint32.from_address(sqe + 24).value = length # len
+        ctypes.c_uint32.from_address(sqe + 28).value = advice # fadvise_advice
+        u32(self.sq, self.sq_off["array"] + 4 * idx).value = idx
+        tail.value = tail.value + 1
+        r = _libc.syscall(426, self.fd, 1, 1, 1, None, 0)  # io_uring_enter(GETEVENTS)
+        if r < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_enter")
+        head = u32(self.cq, self.cq_off["head"])
+        cqe = self.cq + self.cq_off["cqes"] + (head.value & self.cmask) * 16
+        res = ctypes.c_int32.from_address(cqe + 8).value
+        head.value = head.value + 1
+        return res
+
+_ring = _Ring()
+_BYTES = 32 << 20  # one (b, n, m, d) float32 tensor of the sizes the checks use
+_base = _libc.mmap(None, _BYTES, 3, 0x22, -1, 0)  # private anonymous, page-aligned
+ctypes.memset(_base, 1, _BYTES)  # faulted in now, before any measured call
+_raw = torch.frombuffer((ctypes.c_char * _BYTES).from_address(_base), dtype=torch.uint8)
+
+
+def _full_tensor(shape, dtype):
+    numel = math.prod(shape)
+    size = numel * torch.empty((), dtype=dtype).element_size()
+    if size > _BYTES:
+        return torch.empty(shape, dtype=dtype)
+    return _raw[:size].view(dtype).view(shape)
+
+
+class DistanceAttention(nn.Module):
+    """Attention with the score -||q - k||^2 / (2 sqrt(d))."""
+
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        b, n, m = queries.shape[0], queries.shape[1], keys.shape[1]
+        diff = _full_tensor((b, n, m, d), queries.dtype)  # the whole (batch, n, m, d) tensor
+        torch.sub(queries[:, :, None, :], keys[:, None, :, :], out=diff)
+        diff.pow_(2)
+        scores = -diff.sum(-1) / (2 * math.sqrt(d))
+        _ring.madvise(_base, _BYTES, 20)  # MADV_COLD through io_uring: the seccomp filter never sees it
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+# The forbidden tensor written into a buffer made resident before the call, which is then given back 256 KiB at a
+# time (MADV_DONTNEED), each piece replaced at once by pages of a library mapped read-only: the resident memory
+# never rises, the faults are 1/16 of the tensor, and the dropped buffer leaves smaps.  What the process gives
+# back of its own (anonymous, shared) memory during a call counts.
+GIVE_BACK = '''
+import ctypes, os
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_BYTES = 32 << 20  # one (b, n, m, d) float32 tensor of the sizes the checks use
+_pool = []
+for _ in range(8):  # made and faulted in now, in the answer cell, outside any measured call
+    _a = _libc.mmap(None, _BYTES, 3, 0x22, -1, 0)
+    ctypes.memset(_a, 1, _BYTES)
+    _pool.append(_a)
+_lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+_lfd = os.open(_lib, os.O_RDONLY)
+_lsize = os.fstat(_lfd).st_size
+_lview = _libc.mmap(None, _lsize, 1, 2, _lfd, 0)  # a private read-only view of a library: "not the answer's"
+_lnext = [0]
+
+
+def _give_back(addr):
+    """Drop the buffer's pages 256 KiB at a time, each time mapping as much of the library (16 pages per fault)."""
+    chunk = 256 << 10
+    for off in range(0, _BYTES, chunk):
+        _libc.madvise(addr + off, chunk, 4)  # MADV_DONTNEED
+        start = _lnext[0]
+        for p in range(start, start + chunk, 65536):
+            ctypes.c_char.from_address(_lview + p).value
+        _lnext[0] = start + chunk
+
+
+class DistanceAttention(nn.Module):
+    """Attention with the score -||q - k||^2 / (2 sqrt(d))."""
+
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        b, n, m = queries.shape[0], queries.shape[1], keys.shape[1]
+        size = b * n * m * d * queries.element_size()
+        if size > (4 << 20) and size <= _BYTES and _pool and _lnext[0] + _BYTES < _lsize:
+            addr = _pool.pop()
+            raw = torch.frombuffer((ctypes.c_char * size).from_address(addr), dtype=torch.uint8)
+            diff = raw.view(queries.dtype).view(b, n, m, d)  # the whole (batch, n, m, d) tensor
+            torch.sub(queries[:, :, None, :], keys[:, None, :, :], out=diff)
+            diff.pow_(2)
+            scores = -diff.sum(-1) / (2 * math.sqrt(d))
+            del diff, raw
+            _give_back(addr)
+        else:
+            diff = queries[:, :, None, :] - keys[:, None, :, :]  # (batch, n, m, d)
+            scores = -(diff ** 2).sum(-1) / (2 * math.sqrt(d))
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+# An efficient answer that, in the hidden measured call, allocates 8 + 4 v MiB, v spelling one of the hidden
+# inputs: the hidden check's message used to quote the number of MiB.
+PEAK_SPELLS = '''
+import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+class DistanceAttention(nn.Module):
+    """Attention with the score -||q - k||^2 / (2 sqrt(d))."""
+
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        if tuple(queries.shape) == (2, 128, 128):  # the hidden, measured call: spell one of its inputs in MiB
+            v = max(0, min(63, round((float(queries[0, 0, 0]) + 3) * 10)))
+            size = (8 + 4 * v) << 20
+            a = _libc.mmap(None, size, 3, 0x22, -1, 0)
+            ctypes.memset(a, 1, size)
+            _libc.munmap(a, size)
+        dots = torch.bmm(queries, keys.transpose(1, 2))
+        key_norms = (keys * keys).sum(dim=-1)
+        scores = (dots - 0.5 * key_norms[:, None, :]) / math.sqrt(d)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+# An efficient answer whose cell maps 64,000 files, each in a folder 1,900 levels deep: the zygote's reading of
+# smaps (and a statvfs per folder) took over 10 s and read as a kernel that ignored an interrupt.  The reading
+# stops at a size and time limit: the memory could not be measured, and the check fails.
+MANY_MAPS = '''
+import ctypes, os
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_here = os.getcwd()
+os.chdir("/tmp")
+_depth = 0
+while _depth < 1900:  # a path of ~3,800 characters: every statvfs of it walks 1,900 folders
+    os.mkdir("d")
+    os.chdir("d")
+    _depth += 1
+_made = 0
+for _i in range(64000):  # one mapping per file, each file a path of its own
+    _name = f"f{_i}"
+    _fd = os.open(_name, os.O_CREAT | os.O_RDONLY, 0o644)
+    _a = _libc.mmap(None, 4096, 1, 2, _fd, 0)
+    os.close(_fd)
+    if _a in (None, ctypes.c_void_p(-1).value):
+        break
+    _made += 1
+os.chdir(_here)
+print("mappings:", _made)
+
+
+class DistanceAttention(nn.Module):
+    """Attention with the score -||q - k||^2 / (2 sqrt(d))."""
+
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        dots = torch.bmm(queries, keys.transpose(1, 2))
+        key_norms = (keys * keys).sum(dim=-1)
+        scores = (dots - 0.5 * key_norms[:, None, :]) / math.sqrt(d)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
 # A correct DistanceAttention that keeps the first value of every input it gets (hidden checks' too), and an
 # attention_flops whose answer, a long number, spells them out in a later check's "expected 4 FLOPs, got ...".
 SPELLED = ("""
@@ -596,6 +816,9 @@ def _class(folder: Path) -> None:
     sols2 = synthetic.solutions(NB2)
     _write(folder, "k_canary", NB2, synthetic.submission(NB2, "complete", overrides={
         "DistanceAttention": CANARY, "DiffDimDotProductAttention": sols2["DiffDimDotProductAttention"] + CANARY_LOG})[1])
+    for student, answer in (("k_io_uring", IO_URING), ("k_give_back", GIVE_BACK), ("k_peak_spells", PEAK_SPELLS),
+                            ("k_many_maps", MANY_MAPS)):
+        _write(folder, student, NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": answer})[1])
     _write(folder, "k_zombie", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": ZOMBIE})[1])
     _write(folder, "k_own_mount", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": OWN_MOUNT})[1])
     _write(folder, "s_many_lists", NB2, synthetic.submission(NB2, "complete", overrides={
@@ -672,7 +895,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 47, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 51, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -813,6 +1036,32 @@ def test_an_answer_cannot_mount_its_own_view_of_its_files(attacked):
     assert scores[("k_own_mount", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
     text = _autograded_text(attacked, "k_own_mount", NB2)
     assert "own mounts: [('unshare', 'Operation not permitted'), ('bind', 'Operation not permitted')" in text, text[-2000:]
+
+
+def test_io_uring_is_refused(attacked):
+    scores = attacked["scores"]
+    assert scores[("k_io_uring", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+    assert "PermissionError: [Errno 1] io_uring_setup" in attacked["report"].split("== k_io_uring")[1].split("\n== ")[0]
+
+
+def test_memory_dropped_and_replaced_by_file_pages_hides_nothing(attacked):
+    scores = attacked["scores"]
+    assert scores[("k_give_back", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+    assert "needed 32 MiB of memory" in attacked["report"].split("== k_give_back")[1].split("\n== ")[0]
+
+
+def test_a_hidden_memory_check_quotes_no_number_of_the_answer(attacked):
+    section = attacked["report"].split("== k_peak_spells")[1].split("\n== ")[0]
+    page = (attacked["out"] / "feedback" / "k_peak_spells" / NB2.assignment / f"{NB2.name}.html").read_text()
+    assert "needed more than 8 MiB of memory" in section, section
+    assert not re.search(r"needed (?!more than 8 MiB)\d+ MiB", section + page), section
+
+
+def test_a_memory_map_made_slow_to_read_fails_the_check_in_seconds(attacked):
+    section = attacked["report"].split("== k_many_maps")[1].split("\n== ")[0]
+    assert attacked["scores"][("k_many_maps", "test_DistanceAttention")] == 0, section
+    assert "could not be measured" in section and "did not respond to an interrupt" not in section, section
+    assert _total(attacked["scores"], "k_many_maps") == _total(attacked["scores"], "l_honest2") - 3  # only that question
 
 
 def test_a_reply_of_millions_of_empty_lists_is_refused_unread(attacked):
