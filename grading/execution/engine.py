@@ -566,6 +566,9 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
             if timed_out:
                 log.stop_reason = (f"{describe_cell(template, index)} ran for more than {limit:.0f} s and the kernel "
                                    "did not respond to an interrupt: it was stopped")
+            elif exc.reason == "protocol":  # the submission sent what the grader refuses to read: it was stopped
+                log.stop_reason = (f"the notebook's process was stopped while running {describe_cell(template, index)}: "
+                                   f"it sent a reply the grader refuses ({exc.detail or exc.reason})")
             else:
                 log.stop_reason = f"the kernel died while running {describe_cell(template, index)} ({exc.detail or exc.reason})"
             error = _error("TimeoutError" if timed_out else "DeadKernelError", log.stop_reason)
