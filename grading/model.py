@@ -213,8 +213,14 @@ class ExecLog:
     start_error: str | None = None  # the sandbox could not start: an infrastructure failure
 
 
-def builtin_name(ename: str) -> str:
-    """An exception's type name as the feedback may quote it after a hidden check: Python's own names only.
-    A student's own exception class can be named after anything its code kept (``LEAK_1842_...``)."""
+QUOTABLE_TYPES = ("NotImplementedError", "NameError", "MemoryError")  # an unfinished answer (a stub, or a name it
+# never defined); out of memory
+
+
+def quotable_type(ename: str) -> str:
+    """An exception's type as the feedback may quote it in, or after, a hidden check: "an exception", but for
+    the three that say something a student needs (an unfinished answer, out of memory).  The code chooses what it
+    raises: a student's own class can be named after what it kept (``LEAK_1842_...``), and a choice among
+    Python's 60-odd exception types carries 6 bits of a hidden input each time."""
     known = getattr(builtins, ename, None)
-    return ename if isinstance(known, type) and issubclass(known, BaseException) else "an exception of its own class"
+    return ename if ename in QUOTABLE_TYPES and isinstance(known, type) else "an exception"

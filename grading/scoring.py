@@ -20,7 +20,7 @@ import re
 
 from grading.intake.mapping import Intake
 from grading.intake.template import Part, Template
-from grading.model import CellStatus, ExecLog, GradedBy, Hidden, QuestionResult, Status, builtin_name
+from grading.model import CellStatus, ExecLog, GradedBy, Hidden, QuestionResult, Status, quotable_type
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -48,7 +48,7 @@ def error_line(error: dict) -> str:
 def hidden_reason(error: dict) -> str:
     """A hidden check's failure in words, without the student's own exception text."""
     if error.get("student_raised"):
-        return f"your code raised {builtin_name(str(error.get('ename') or 'Exception'))} when a hidden check called it"
+        return f"your code raised {quotable_type(str(error.get('ename') or 'Exception'))} when a hidden check called it"
     if error.get("ename") == "NotImplementedError":
         return "not answered yet"
     return error_line(error)

@@ -48,7 +48,7 @@ from grading.execution.client import (
 )
 from grading.execution.sandbox import Sandbox
 from grading.intake.template import Template, module_binds, parse, used_and_bound
-from grading.model import AFTER_HIDDEN, CellRun, CellStatus, ExecLog, PropertyResult, builtin_name
+from grading.model import AFTER_HIDDEN, CellRun, CellStatus, ExecLog, PropertyResult, quotable_type
 from grading.options import GradeOptions
 
 _RUNNERS: dict[tuple, Runner] = {}
@@ -357,7 +357,7 @@ def _property(outcome, hidden: bool, after_hidden: bool = False) -> PropertyResu
     if not outcome.passed:
         cause = outcome.cause
         if (hidden or after_hidden) and isinstance(cause, StudentError):
-            reason = f"your code raised {builtin_name(getattr(cause, 'student_type', type(cause).__name__))}"
+            reason = f"your code raised {quotable_type(getattr(cause, 'student_type', type(cause).__name__))}"
         elif hidden and isinstance(cause, NotImplementedError):
             reason = "not answered yet"
         else:
@@ -378,8 +378,8 @@ def _without_student_values(reason: str) -> str:
     if not got:
         return reason
     raised = re.match(r"([A-Za-z_]\w*):", tail)  # "got NotImplementedError: <the student's message>"
-    if raised and builtin_name(raised.group(1)) == raised.group(1):
-        return f"{head} got {raised.group(1)}"
+    if raised:
+        return f"{head} got {quotable_type(raised.group(1))}"
     return f"{head} got something else"
 
 
@@ -545,7 +545,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 shown = error
                 if exposed and error is not None:  # the feedback quotes its type only, and the system's own words for memory
                     memory = re.search(r"(can't|cannot) allocate memory|out of memory", str(error.get("evalue")), re.I)
-                    shown = _error(builtin_name(error["ename"]), "out of memory (can't allocate memory)" if memory else "")
+                    shown = _error(quotable_type(error["ename"]), "out of memory (can't allocate memory)" if memory else "")
                 log.runs[index] = CellRun(CellStatus.OK if error is None else CellStatus.ERROR, time.perf_counter() - now, error=shown)
                 continue
             runner.request({"op": "exec", "source": part.release_source or cell.source}, limit)
@@ -570,7 +570,12 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 log.stop_reason = (f"the notebook's process was stopped while running {describe_cell(template, index)}: "
                                    f"it sent a reply the grader refuses ({exc.detail or exc.reason})")
             else:
-                log.stop_reason = f"the kernel died while running {describe_cell(template, index)} ({exc.detail or exc.reason})"
+                detail = exc.detail or exc.reason
+                if hidden_seen and not re.search(r"signal (9|24) |memory limit", detail):
+                    # how code that ran after a hidden check ended is its choice (an exit status, a signal): 8 bits
+                    # of what it kept.  A limit's kill is said; any other end is not.
+                    detail = "how it ended is not said: it ran after a hidden check"
+                log.stop_reason = f"the kernel died while running {describe_cell(template, index)} ({detail})"
             error = _error("TimeoutError" if timed_out else "DeadKernelError", log.stop_reason)
             log.runs[index] = CellRun(CellStatus.TIMEOUT if timed_out else CellStatus.DIED, time.perf_counter() - now, error=error)
             cell.outputs = [error]

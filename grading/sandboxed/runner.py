@@ -525,7 +525,6 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
 
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")  # the first line of a mapping's block in /proc/<pid>/smaps
 PAGE = os.sysconf("SC_PAGE_SIZE")
-MOUNT_LOOKUPS = 256  # folders whose mount one memory reading asks about (see _may_hold_answer_data)
 # A memory map this long, or this slow to read, is not read to the end: the reading fails, and so does the
 # check (a submission process of the course maps about 2 MB of smaps text).
 SMAPS_BYTES, SMAPS_SECONDS = 32 << 20, 3.0
@@ -542,29 +541,37 @@ def _file_ids(maps: str) -> set[tuple[str, str]]:
     return ids
 
 
-def _may_hold_answer_data(header: str, pid: int, libraries: set, read_only: dict[str, bool]) -> bool:
+def _read_only_devices(pid: int) -> set[tuple[int, int]]:
+    """Devices that every mount of, in the process's own mount namespace, is read-only: no file on them
+    can be written from there.  By device, not by path: a path in smaps is the kernel's escaped text
+    (a newline reads as ``\\012``), which a symlink of that name could make point anywhere."""
+    writable, seen = set(), set()
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            major, minor = (int(x) for x in fields[2].split(":"))
+            tail = fields[fields.index("-") + 1:] if "-" in fields else []
+            options = set(fields[5].split(",")) | (set(tail[2].split(",")) if len(tail) > 2 else set())
+            seen.add((major, minor))
+            if "ro" not in options:
+                writable.add((major, minor))
+    return seen - writable
+
+
+def _may_hold_answer_data(header: str, libraries: set, read_only: set[tuple[int, int]]) -> bool:
     """Whether a mapping (its line in smaps) may hold data the answer wrote, directly or through the kernel
     (``pwrite`` into a file it then maps read-only): anything writable or shared, anonymous memory, and
-    files the submission could write or make (its /tmp, /dev/shm, scratch; memfd and deleted files).
+    files on a device the submission can write (its /tmp, /dev/shm, scratch; memfd and deleted files).
     Left out: private, read-only mappings of the files the zygote itself had mapped before any student code
-    ran (``libraries``: the interpreter, torch, ...) and of files on mounts that are read-only for the
-    submission.  ``read_only`` caches the answer per folder for one measurement; past ``MOUNT_LOOKUPS``
-    folders (thousands of files mapped from deep folders would make the reading take seconds), a file counts."""
+    ran (``libraries``: the interpreter, torch, ...) and of files on ``read_only`` devices."""
     fields = header.split(maxsplit=5)
     perms, path = fields[1], fields[5].strip() if len(fields) > 5 else ""
-    if "w" in perms or perms[3:] == "s" or not path.startswith("/") or path.endswith("(deleted)"):
+    if "w" in perms or perms[3:] == "s" or not path.startswith("/") or path.endswith("(deleted)") or fields[4] == "0":
         return True
     if (fields[3], fields[4]) in libraries:
         return False
-    folder = os.path.dirname(path)
-    if folder not in read_only:
-        if len(read_only) >= MOUNT_LOOKUPS:
-            return True
-        try:
-            read_only[folder] = bool(os.statvfs(f"/proc/{pid}/root{folder}").f_flag & os.ST_RDONLY)
-        except OSError:
-            read_only[folder] = False
-    return not read_only[folder]
+    major, minor = (int(x, 16) for x in fields[3].split(":"))
+    return (major, minor) not in read_only
 
 
 class Zygote:
@@ -670,16 +677,17 @@ class Zygote:
         the answer made (:func:`_may_hold_answer_data`), however small (a tensor can be spread over many
         small mappings); None: unreadable (a submission that made itself non-dumpable) or too long to
         read (``SMAPS_BYTES``, ``SMAPS_SECONDS``).  The grader allows for what the call's own plumbing touches (``touched_allowance``)."""
-        total, counted, referenced, read_only, size = 0, False, 0, {}, 0
+        total, counted, referenced, size = 0, False, 0, 0
         deadline = time.monotonic() + SMAPS_SECONDS
         try:
+            read_only = _read_only_devices(self.process)
             with open(f"/proc/{self.process}/smaps") as f:
                 for line in f:
                     size += len(line)
                     if size > SMAPS_BYTES or (size & 0xFFFF < len(line) and time.monotonic() > deadline):
                         return None  # tens of thousands of mappings, made to make this reading slow: not measured
                     if _MAPPING.match(line):
-                        counted = _may_hold_answer_data(line, self.process, self.libraries, read_only)
+                        counted = _may_hold_answer_data(line, self.libraries, read_only)
                     elif line.startswith("Referenced:"):
                         referenced = int(line.split()[1])
                         total += referenced if counted else 0
@@ -696,8 +704,9 @@ class Zygote:
         try:
             with open(f"/proc/{self.process}/status", "rb") as f:
                 text = f.read()
+            # keys at the start of a line: the first line, "Name:", is the process's own choice
             resident, anon, shmem = (int(text[text.index(key) + len(key):text.index(b"kB", text.index(key))]) * 1024
-                                     for key in (b"VmRSS:", b"RssAnon:", b"RssShmem:"))
+                                     for key in (b"\nVmRSS:", b"\nRssAnon:", b"\nRssShmem:"))
         except (OSError, ValueError):
             return
         self.lowest_seen = min(self.lowest_seen, resident)

@@ -593,6 +593,88 @@ class DistanceAttention(nn.Module):
         self.attention_weights = masked_softmax(scores, valid_lens)
         return torch.bmm(self.dropout(self.attention_weights), values)
 '''
+# The forbidden tensor written (pwrite) into a file in the folder "/tmp/a<newline>b" and read through a private,
+# read-only mapping of it: smaps spells the newline as the four characters \\012, and a symlink of that very name
+# pointed the old path-based check at /usr, read-only.  Mappings are now judged by their device.
+ESCAPED_PATH = r'''
+import os as _os, mmap as _mmap, numpy as _np, warnings as _w
+# A folder whose name holds a newline: /proc/<pid>/smaps shows it as "\012"; a symlink literally named
+# "a\012b" points to a read-only folder, so the memory reading takes our tmpfs file for a read-only one.
+_REAL = "/tmp/a\nb"
+_FAKE = "/tmp/a\\012b"
+_os.makedirs(_REAL, exist_ok=True)
+if not _os.path.lexists(_FAKE):
+    _os.symlink("../usr", _FAKE)
+_SIZE = 40 << 20
+_FD = _os.open(_REAL + "/d.bin", _os.O_RDWR | _os.O_CREAT, 0o600)
+_zero = b"\0" * (1 << 20)
+for _off in range(0, _SIZE, 1 << 20):
+    _os.pwrite(_FD, _zero, _off)
+_MAP = _mmap.mmap(_FD, _SIZE, flags=_mmap.MAP_PRIVATE, prot=_mmap.PROT_READ)
+_BYTES = _np.frombuffer(_MAP, dtype=_np.uint8)
+int(_BYTES[::4096].sum())  # fault every page in now, before any measured call
+
+
+class DistanceAttention(nn.Module):
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def differences(self, queries, keys):
+        """The full (batch, n, m, d) tensor q - k, with correct values."""
+        b, n, d = queries.shape
+        m = keys.shape[1]
+        es = queries.element_size()
+        nbytes = b * n * m * d * es
+        if nbytes > _SIZE or queries.device.type != "cpu":
+            return queries[:, :, None, :] - keys[:, None, :, :]
+        row = torch.empty(b, 1, m, d, dtype=queries.dtype)
+        for i in range(n):
+            torch.sub(queries[:, i:i + 1, None, :], keys[:, None, :, :], out=row)
+            for j in range(b):
+                _os.pwrite(_FD, row[j].numpy().data, (j * n + i) * m * d * es)
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")
+            flat = torch.from_numpy(_BYTES[:nbytes])
+        return flat.view(queries.dtype).view(b, n, m, d)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        diff = self.differences(queries, keys)  # (batch, n, m, d), all of it at once
+        self.full_shape = tuple(diff.shape)
+        scores = -torch.linalg.vector_norm(diff, dim=-1) ** 2 / (2 * math.sqrt(d))
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+# A correct DistanceAttention that keeps the hidden check's first query entry; later answer cells raise one of 32
+# built-in exception types (5 bits of it each), or end the process with an exit status of its top 8 bits.
+KEEP_HIDDEN = '''
+# --- attacker: keep what the hidden check passes (first query entry of the (3, 4, 8) inputs)
+_ORIG_FORWARD = DistanceAttention.forward
+def _spy_forward(self, queries, keys, values, valid_lens=None):
+    global _LEAK
+    if tuple(queries.shape) == (3, 4, 8) and "_LEAK" not in globals():
+        _LEAK = float(queries[0, 0, 0])
+    return _ORIG_FORWARD(self, queries, keys, values, valid_lens)
+DistanceAttention.forward = _spy_forward
+'''
+RAISE_BITS = '''
+# --- attacker: 5 bits of the kept value, spelt as the name of a built-in exception
+import struct as _st
+_NAMES = ['ArithmeticError', 'AssertionError', 'AttributeError', 'BlockingIOError', 'BrokenPipeError', 'BufferError',
+          'ChildProcessError', 'ConnectionAbortedError', 'ConnectionError', 'ConnectionRefusedError',
+          'ConnectionResetError', 'EOFError', 'FileExistsError', 'FileNotFoundError', 'FloatingPointError',
+          'ImportError', 'IndexError', 'InterruptedError', 'IsADirectoryError', 'KeyError', 'LookupError',
+          'NotADirectoryError', 'OSError', 'OverflowError', 'PermissionError', 'ProcessLookupError', 'ReferenceError',
+          'RuntimeError', 'TimeoutError', 'TypeError', 'ValueError', 'ZeroDivisionError']
+_BITS = _st.unpack(">I", _st.pack(">f", globals().get("_LEAK", 0.0)))[0]
+raise __import__("builtins").__dict__[_NAMES[(_BITS >> (32 - 5 * (SLOT + 1))) & 31]]("leak")
+'''
+EXIT_BITS = '''
+# --- attacker: the top 8 bits of the kept value as the process's exit status
+import struct as _st, os as _os
+_os._exit(_st.unpack(">I", _st.pack(">f", globals().get("_LEAK", 0.0)))[0] >> 24)
+'''
 # A correct DistanceAttention that keeps the first value of every input it gets (hidden checks' too), and an
 # attention_flops whose answer, a long number, spells them out in a later check's "expected 4 FLOPs, got ...".
 SPELLED = ("""
@@ -819,6 +901,13 @@ def _class(folder: Path) -> None:
     for student, answer in (("k_io_uring", IO_URING), ("k_give_back", GIVE_BACK), ("k_peak_spells", PEAK_SPELLS),
                             ("k_many_maps", MANY_MAPS)):
         _write(folder, student, NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": answer})[1])
+    _write(folder, "k_escaped_path", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": ESCAPED_PATH})[1])
+    kept = sols2["DistanceAttention"] + "\n" + KEEP_HIDDEN
+    slots = {"DiffDimDotProductAttention": 0, "attention_flops": 1, "attention_memory_traffic": 2}
+    _write(folder, "k_raise_bits", NB2, synthetic.submission(NB2, "complete", overrides={
+        "DistanceAttention": kept, **{gid: sols2[gid] + "\n" + RAISE_BITS.replace("SLOT", str(slot)) for gid, slot in slots.items()}})[1])
+    _write(folder, "k_exit_bits", NB2, synthetic.submission(NB2, "complete", overrides={
+        "DistanceAttention": kept, "attention_flops": sols2["attention_flops"] + "\n" + EXIT_BITS})[1])
     _write(folder, "k_zombie", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": ZOMBIE})[1])
     _write(folder, "k_own_mount", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": OWN_MOUNT})[1])
     _write(folder, "s_many_lists", NB2, synthetic.submission(NB2, "complete", overrides={
@@ -895,7 +984,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 51, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 54, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -945,7 +1034,7 @@ def test_numpy_four_d_differences_are_measured(attacked):
     assert "MiB of memory" in section, section
     # the same differences built in a child process: a submission cannot start one, so the answer fails outright
     assert attacked["scores"][("k_fork", "test_DistanceAttention")] == 0
-    assert "PermissionError" in attacked["report"].split("== k_fork")[1].split("\n== ")[0]
+    assert "your code raised an exception" in attacked["report"].split("== k_fork")[1].split("\n== ")[0]  # in a hidden check: not named
 
 
 def test_no_secret_and_no_host_file_reaches_any_output(attacked):
@@ -1001,6 +1090,13 @@ def test_an_answer_that_knows_it_is_measured_gains_nothing(attacked):
     ordinary call gives, so the memory property fails all the same."""
     scores = attacked["scores"]
     assert scores[("k_measure_aware", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")]
+
+
+def _words(page: Path) -> str:
+    """A feedback page's text as a reader sees it: tags dropped, entities decoded, spaces collapsed."""
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.read_text())).split())
 
 
 def _autograded_text(attacked, student: str, nb) -> str:
@@ -1064,6 +1160,28 @@ def test_a_memory_map_made_slow_to_read_fails_the_check_in_seconds(attacked):
     assert _total(attacked["scores"], "k_many_maps") == _total(attacked["scores"], "l_honest2") - 3  # only that question
 
 
+def test_a_path_smaps_escapes_cannot_pass_for_a_read_only_file(attacked):
+    scores = attacked["scores"]
+    assert scores[("k_escaped_path", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+    assert "needed" in attacked["report"].split("== k_escaped_path")[1].split("\n== ")[0]
+
+
+def test_after_a_hidden_check_neither_the_exception_type_nor_the_exit_status_is_quoted(attacked):
+    """Code that kept a hidden input can choose among 60-odd built-in exception types (6 bits a cell) or an
+    exit status (8 bits): after a hidden check the feedback says "raised an exception" and how the process
+    ended is not said."""
+    for student in ("k_raise_bits", "k_exit_bits"):
+        page = (attacked["out"] / "feedback" / student / NB2.assignment / f"{NB2.name}.html").read_text()
+        report = attacked["report"].split(f"== {student}")[1].split("\n== ")[0]
+        chosen = "|".join(re.findall(r"'(\w+Error)'", RAISE_BITS))  # (the answers' source, shown too, lists them)
+        assert not re.search(rf"raised (<[^>]+>)?({chosen})\b", page + report), student
+        assert not re.search(r"exited with status \d", page + report), student
+    page = _words(attacked["out"] / "feedback" / "k_raise_bits" / NB2.assignment / f"{NB2.name}.html")
+    assert page.count("raised an exception") >= 3, page[-3000:]
+    assert "how it ended is not said" in attacked["report"].split("== k_exit_bits")[1].split("\n== ")[0]
+    assert _total(attacked["scores"], "k_raise_bits") == _total(attacked["scores"], "l_honest2")  # the answers are right
+
+
 def test_a_reply_of_millions_of_empty_lists_is_refused_unread(attacked):
     section = attacked["report"].split("== s_many_lists")[1].split("\n== ")[0]
     assert "more than 2,000,000 items" in section, section
@@ -1107,7 +1225,7 @@ def test_hidden_inputs_do_not_leave_through_an_exception_class_name(attacked):
     page = (attacked["out"] / "feedback" / "k_leak_by_name" / NB2.assignment / f"{NB2.name}.html").read_text()
     report = attacked["report"].split("== k_leak_by_name")[1].split("\n== ")[0]
     assert not re.search(r"LEAK_-?\d", page) and not re.search(r"LEAK_-?\d", report), report  # its source names LEAK_, no values
-    assert "an exception of its own class" in page or "an exception of its own class" in report, report
+    assert "raised an exception" in _words(attacked["out"] / "feedback" / "k_leak_by_name" / NB2.assignment / f"{NB2.name}.html"), report
     assert attacked["scores"][("k_leak_by_name", "test_DistanceAttention")] == 3  # the answer itself is right
 
 
