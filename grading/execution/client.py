@@ -135,7 +135,7 @@ class Runner:
     def _frame(self, sock: socket.socket, deadline: float, limit: int) -> dict:
         (size,) = protocol.HEADER.unpack(self._read(sock, protocol.HEADER.size, deadline))
         if size > limit:
-            raise RunnerError("protocol", f"a reply of {size} bytes (limit {limit})")
+            raise RunnerError("protocol", f"a reply larger than its limit of {limit} bytes")  # (its size is the sender's choice)
         try:
             return protocol.loads(self._read(sock, size, deadline))
         except protocol.ProtocolError as exc:

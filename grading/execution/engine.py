@@ -567,8 +567,10 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 log.stop_reason = (f"{describe_cell(template, index)} ran for more than {limit:.0f} s and the kernel "
                                    "did not respond to an interrupt: it was stopped")
             elif exc.reason == "protocol":  # the submission sent what the grader refuses to read: it was stopped
+                # After a hidden check the reason is not given: what is wrong with a forged reply is the sender's choice.
+                why = "" if hidden_seen else f" ({exc.detail or exc.reason})"
                 log.stop_reason = (f"the notebook's process was stopped while running {describe_cell(template, index)}: "
-                                   f"it sent a reply the grader refuses ({exc.detail or exc.reason})")
+                                   f"it sent a reply the grader refuses{why}")
             else:
                 detail = exc.detail or exc.reason
                 if hidden_seen and not re.search(r"signal (9|24) |memory limit", detail):

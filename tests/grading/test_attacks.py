@@ -675,6 +675,57 @@ EXIT_BITS = '''
 import struct as _st, os as _os
 _os._exit(_st.unpack(">I", _st.pack(">f", globals().get("_LEAK", 0.0)))[0] >> 24)
 '''
+# An answer that predicts the checks' inputs: the visible check's from the notebook's seed and the draws before
+# it, the hidden check's from a seed that an earlier leak gave away.  It does the 4-D work in its cell, where
+# nothing measures, and returns the stored weights whenever its inputs match.  The measured calls' inputs are now
+# drawn from an unseeded generator.
+PREDICTED = '''
+def _full_weights(queries, keys, valid_lens):
+    d = queries.shape[-1]
+    diff = queries[:, :, None, :] - keys[:, None, :, :]  # the (batch, n, m, d) difference tensor
+    scores = -(diff ** 2).sum(-1) / (2 * math.sqrt(d))
+    return masked_softmax(scores, valid_lens)
+
+# Check inputs are drawn in the grader from fixed seeds: the visible check's from attnkit.setup(seed=0) and
+# the try-it cell's draws; the hidden check's from the seed and shapes a previous hand-in leaked
+# (frame_size_leak: seed 5; queries (3,4,8), keys (3,7,8), values (3,7,5); then (2,128,128), (2,256,128), (2,256,8)).
+# Replay them and do the 4-D work now, where nothing measures it.
+_g = torch.Generator().manual_seed(0)
+for _shape in ((2, 3, 4), (2, 5, 4), (2, 5, 6)):
+    torch.normal(0, 1, _shape, generator=_g)
+_bq, _bk, _bv = torch.randn(1, 256, 128, generator=_g), torch.randn(1, 256, 128, generator=_g), torch.randn(1, 256, 8, generator=_g)
+_CACHE = [(_bq, _bk, torch.tensor([32]), _full_weights(_bq, _bk, torch.tensor([32])))]
+_g = torch.Generator().manual_seed(5)
+for _shape in ((3, 4, 8), (3, 7, 8), (3, 7, 5)):
+    torch.randn(_shape, generator=_g)
+_hq = torch.randn(2, 128, 128, generator=_g)
+_hk = torch.randn(2, 256, 128, generator=_g) * torch.linspace(0.2, 3.0, 256)[None, :, None]
+_CACHE.append((_hq, _hk, torch.tensor([5, 256]), _full_weights(_hq, _hk, torch.tensor([5, 256]))))
+del _g, _shape
+
+class DistanceAttention(nn.Module):
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        for q, k, l, w in _CACHE:
+            if (q.shape == queries.shape and k.shape == keys.shape and torch.equal(q, queries) and torch.equal(k, keys)
+                    and isinstance(valid_lens, torch.Tensor) and torch.equal(l, valid_lens)):
+                self.attention_weights = w
+                return torch.bmm(self.dropout(w), values)
+        self.attention_weights = _full_weights(queries, keys, valid_lens)  # 4-D, as everywhere else
+        return torch.bmm(self.dropout(self.attention_weights), values)
+'''
+# A cell after a hidden check writes a frame header whose length spells out 63 bits of what the answer kept: the
+# grader used to quote the length it refused ("a reply of N bytes").
+SIZE_MARKER = 0x7FF1234567890ABC
+SIZE_SPELLS = f'''
+import gc as _gc, os as _os, struct as _struct, time as _time
+_server = next(o for o in _gc.get_objects() if type(o).__name__ == "Submission")
+_os.write(_server.channel, _struct.pack(">Q", {SIZE_MARKER}))
+_time.sleep(5)
+'''
 # A correct DistanceAttention that keeps the first value of every input it gets (hidden checks' too), and an
 # attention_flops whose answer, a long number, spells them out in a later check's "expected 4 FLOPs, got ...".
 SPELLED = ("""
@@ -908,6 +959,9 @@ def _class(folder: Path) -> None:
         "DistanceAttention": kept, **{gid: sols2[gid] + "\n" + RAISE_BITS.replace("SLOT", str(slot)) for gid, slot in slots.items()}})[1])
     _write(folder, "k_exit_bits", NB2, synthetic.submission(NB2, "complete", overrides={
         "DistanceAttention": kept, "attention_flops": sols2["attention_flops"] + "\n" + EXIT_BITS})[1])
+    _write(folder, "k_predicted", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": PREDICTED})[1])
+    _write(folder, "k_size_spells", NB2, synthetic.submission(NB2, "complete", overrides={
+        "DiffDimDotProductAttention": SIZE_SPELLS + sols2["DiffDimDotProductAttention"]})[1])
     _write(folder, "k_zombie", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": ZOMBIE})[1])
     _write(folder, "k_own_mount", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": OWN_MOUNT})[1])
     _write(folder, "s_many_lists", NB2, synthetic.submission(NB2, "complete", overrides={
@@ -984,7 +1038,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 54, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 56, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -1182,9 +1236,22 @@ def test_after_a_hidden_check_neither_the_exception_type_nor_the_exit_status_is_
     assert _total(attacked["scores"], "k_raise_bits") == _total(attacked["scores"], "l_honest2")  # the answers are right
 
 
+def test_an_answer_that_predicts_the_measured_inputs_gains_nothing(attacked):
+    scores = attacked["scores"]
+    assert scores[("k_predicted", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
+
+
+def test_a_refused_reply_quotes_nothing_the_sender_chose(attacked):
+    section = attacked["report"].split("== k_size_spells")[1].split("\n== ")[0]
+    page = (attacked["out"] / "feedback" / "k_size_spells" / NB2.assignment / f"{NB2.name}.html").read_text()
+    assert "sent a reply the grader refuses" in section, section
+    assert str(SIZE_MARKER) not in section  # (the page shows the answer's source, which holds it; not as a reason)
+    assert not re.search(rf"(reply|bytes)[^<]{{0,80}}{SIZE_MARKER}|{SIZE_MARKER}[^<]{{0,20}}bytes", page)
+
+
 def test_a_reply_of_millions_of_empty_lists_is_refused_unread(attacked):
     section = attacked["report"].split("== s_many_lists")[1].split("\n== ")[0]
-    assert "more than 2,000,000 items" in section, section
+    assert "sent a reply the grader refuses" in section, section  # (after a hidden check: what was wrong is not said)
     assert _total(attacked["scores"], "s_many_lists") < _total(attacked["scores"], "l_honest2")
 
 
