@@ -556,15 +556,18 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
             cell.outputs = list(run.visible) + ([run.error] if run.error is not None and not run.error_segment_hidden else [])
             log.runs[index] = run
         except RunnerInterrupted:
-            what = f"ran for more than {limit:.0f} s and was interrupted"
-            error = _error("TimeoutError", f"the cell {what}")
+            # After a hidden check the seconds are not said: code that kept a hidden input can sleep until the
+            # notebook's time left (the limit of a late cell) spells part of it out.
+            said = "its time limit" if hidden_seen else f"{limit:.0f} s"
+            error = _error("TimeoutError", f"the cell ran for more than {said} and was interrupted")
             log.runs[index] = CellRun(CellStatus.TIMEOUT, time.perf_counter() - now, error=error)
             cell.outputs = [error]
-            log.events.append(f"{describe_cell(template, index)} timed out after {limit:.0f} s and was interrupted")
+            log.events.append(f"{describe_cell(template, index)} timed out after {said} and was interrupted")
         except RunnerError as exc:
             timed_out = exc.reason == "timeout"
             if timed_out:
-                log.stop_reason = (f"{describe_cell(template, index)} ran for more than {limit:.0f} s and the kernel "
+                said = "its time limit" if hidden_seen else f"{limit:.0f} s"
+                log.stop_reason = (f"{describe_cell(template, index)} ran for more than {said} and the kernel "
                                    "did not respond to an interrupt: it was stopped")
             elif exc.reason == "protocol":  # the submission sent what the grader refuses to read: it was stopped
                 # After a hidden check the reason is not given: what is wrong with a forged reply is the sender's choice.
