@@ -552,7 +552,8 @@ class DistanceAttention(nn.Module):
 '''
 # An efficient answer whose cell maps 64,000 files, each in a folder 1,900 levels deep: the zygote's reading of
 # smaps (and a statvfs per folder) took over 10 s and read as a kernel that ignored an interrupt.  The reading
-# stops at a size and time limit: the memory could not be measured, and the check fails.
+# stops at a size and time limit: the memory could not be measured, and the check fails.  Only its set-up is here:
+# the answer itself is the solution's.
 MANY_MAPS = '''
 import ctypes, os
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -577,21 +578,6 @@ for _i in range(64000):  # one mapping per file, each file a path of its own
 os.chdir(_here)
 print("mappings:", _made)
 
-
-class DistanceAttention(nn.Module):
-    """Attention with the score -||q - k||^2 / (2 sqrt(d))."""
-
-    def __init__(self, dropout):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, queries, keys, values, valid_lens=None):
-        d = queries.shape[-1]
-        dots = torch.bmm(queries, keys.transpose(1, 2))
-        key_norms = (keys * keys).sum(dim=-1)
-        scores = (dots - 0.5 * key_norms[:, None, :]) / math.sqrt(d)
-        self.attention_weights = masked_softmax(scores, valid_lens)
-        return torch.bmm(self.dropout(self.attention_weights), values)
 '''
 # The forbidden tensor written (pwrite) into a file in the folder "/tmp/a<newline>b" and read through a private,
 # read-only mapping of it: smaps spells the newline as the four characters \\012, and a symlink of that very name
@@ -950,7 +936,7 @@ def _class(folder: Path) -> None:
     _write(folder, "k_canary", NB2, synthetic.submission(NB2, "complete", overrides={
         "DistanceAttention": CANARY, "DiffDimDotProductAttention": sols2["DiffDimDotProductAttention"] + CANARY_LOG})[1])
     for student, answer in (("k_io_uring", IO_URING), ("k_give_back", GIVE_BACK), ("k_peak_spells", PEAK_SPELLS),
-                            ("k_many_maps", MANY_MAPS)):
+                            ("k_many_maps", MANY_MAPS + sols2["DistanceAttention"])):  # (the solution's own answer, after the maps)
         _write(folder, student, NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": answer})[1])
     _write(folder, "k_escaped_path", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": ESCAPED_PATH})[1])
     kept = sols2["DistanceAttention"] + "\n" + KEEP_HIDDEN
