@@ -166,7 +166,13 @@ def save_and_read(page, path: Path) -> nbformat.NotebookNode:
     while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert path.stat().st_mtime_ns != before, "JupyterLab did not save the notebook"
-    return nbformat.read(path, as_version=4)
+    while True:  # the new mtime can show while the server is still writing the file: read it once it is whole
+        try:
+            return nbformat.read(path, as_version=4)
+        except ValueError:  # nbformat.reader.NotJSONError: empty or cut short
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def assert_no_widget_errors(page) -> None:
