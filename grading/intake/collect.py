@@ -111,12 +111,17 @@ def _match(relpath: str, pattern: re.Pattern | None) -> tuple[str | None, str, s
     if pattern is not None:
         m = pattern.search(relpath)
         return (clean_id(m.group("student")) if m else None), "--pattern", (m.group(0) if m else "")
-    for label, rule in RULES:
-        m = rule.search(relpath)
-        if m and clean_id(m.group("student")):
-            name = m.groupdict().get("name") or ""
-            return clean_id(m.group("student")), label, f"{name.strip()}|{m.group('student').strip()}"
-    return None, "", ""
+    # Every LMS writes its own part of a name (the student's name and number) before the file name the
+    # student chose, and that file name can look like another LMS's pattern (a Canvas upload named
+    # "x_11111_assignsubmission_.ipynb" reads as Moodle's student 11111).  So the identity that ends
+    # first in the path is the LMS's: it wins, whichever rule found it; rule order breaks ties.
+    found = [(m.end("student"), order, label, m) for order, (label, rule) in enumerate(RULES)
+             if (m := rule.search(relpath)) and clean_id(m.group("student"))]
+    if not found:
+        return None, "", ""
+    _end, _order, label, m = min(found, key=lambda f: f[:2])
+    name = m.groupdict().get("name") or ""
+    return clean_id(m.group("student")), label, f"{name.strip()}|{m.group('student').strip()}"
 
 
 def student_of(relpath: str, pattern: re.Pattern | None = None) -> tuple[str | None, str]:

@@ -31,6 +31,34 @@ def test_default_rules_find_the_student(relpath, student):
     assert student_of(relpath)[0] == student
 
 
+@pytest.mark.parametrize(("relpath", "student"), [
+    # the file name a student uploads follows the LMS's own part of the name: it never decides the id
+    (f"attackerc_33333_500004_x_11111_assignsubmission_{STEM}.ipynb", "33333"),  # Canvas, posing as Moodle
+    (f"HW1_jsmith_attempt_2026-11-20-10-33-12_x_11111_assignsubmission_{STEM}.ipynb", "jsmith"),  # Blackboard
+    (f"HW1_jsmith_attempt_2026-11-20-10-33-12_id 11111 {STEM}.ipynb", "jsmith"),  # a bare number
+    (f"Jane Smith_12345_assignsubmission_file_/x_11111_assignsubmission_{STEM}.ipynb", "12345"),  # Moodle folder
+    (f"Jane Smith_12345_assignsubmission_file_smithjane_11111_500_{STEM}.ipynb", "12345"),  # Moodle, posing as Canvas
+    (f"jsmith - 11111 {STEM}.py", "jsmith"),
+])
+def test_a_students_own_file_name_cannot_choose_the_id(relpath, student):
+    assert student_of(relpath)[0] == student
+
+
+def test_collect_gives_a_posing_upload_to_its_uploader(tmp_path):
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"honestann_11111_500001_{STEM}.ipynb", "honest")
+        z.writestr(f"attackerc_33333_500003_{STEM}.ipynb", "attacker, first upload")
+        z.writestr(f"attackerc_33333_500004_x_11111_assignsubmission_{STEM}.ipynb", "poses as 11111")
+        z.writestr(f"attackerc_33333_500005_y_44444_assignsubmission_{STEM}.ipynb", "poses as 44444")
+    into, lines = tmp_path / "submitted", []
+    collect(archive, into, log=lines.append)
+    assert sorted(p.name for p in into.iterdir() if p.is_dir()) == ["11111", "33333"], lines
+    assert (into / "11111" / NB.assignment / f"{STEM}.ipynb").read_text() == "honest"
+    assert (into / "33333" / NB.assignment / f"{STEM}.ipynb").read_text() == "poses as 44444"  # its latest upload
+    assert not any("collision" in line for line in lines), lines
+
+
 def test_no_rule_no_student():
     assert student_of(f"{STEM}.ipynb")[0] is None
     assert student_of("2026-11-20_notes.ipynb")[0] is None  # a date is not an id
