@@ -17,10 +17,10 @@ import pytest
 import test_notebook01 as nb01
 import test_notebook02 as nb02
 import test_notebook03 as nb03
-from harness import check_verdict, load
+from harness import check_verdict, grade_id, load, verdicts
 
 from grading import course
-from grading.intake.template import load_template
+from grading.intake.template import load_template, module_binds, parse, used_and_bound
 from grading.tools import synthetic
 
 PATHS = {
@@ -58,28 +58,86 @@ WRONG = {"01_scoring_functions": nb01.WRONG_ANSWERS, "02_scoring_exercises": nb0
          "03_understanding_attention": nb03.WRONG_ANSWERS}
 
 
+def _reads(source: str) -> set[str]:
+    """The names a cell reads and does not bind itself, builtins included (an answer may rebind one)."""
+    tree = parse(source)
+    if tree is None:
+        return set()
+    used, bound = used_and_bound(tree)
+    return used - bound
+
+
+def _upstream(solution, check: str) -> set[str]:
+    """Every name the check cell ``check`` can read: its own, and those of the earlier cells that bind them."""
+    code = [cell for cell in solution.cells if cell.cell_type == "code"]
+    position = next(i for i, cell in enumerate(code) if grade_id(cell) == check)
+    binds = [module_binds(parse(cell.source)) for cell in code[:position]]
+    names, todo = set(), _reads(code[position].source)
+    while todo:
+        name = todo.pop()
+        names.add(name)
+        for cell, bound in zip(code[:position], binds):
+            if name in bound:
+                todo |= _reads(cell.source) - names
+    return names
+
+
+def pack(solution, cases) -> list[list[int]]:
+    """Cases grouped into submissions, so that no case in a submission can reach another one's check.
+
+    Two cases share a submission only when they replace different cells and neither binds a name
+    the other's check can read (directly, or through the cells before it that bind what it reads).
+    Each submission is then graded once for several questions; the fixture also checks that every
+    case keeps, in its submission, the in-process verdict it has alone.
+    """
+    answers = {grade_id(c): c.source for c in solution.cells if grade_id(c)}
+    binds = [set().union(*(module_binds(parse(src)) | module_binds(parse(answers.get(gid, ""))) for gid, src in replace.items()))
+             for (_a, _c, _l, replace, _g) in cases]
+    upstream = {check: _upstream(solution, check) for check in {case[1] for case in cases}}
+    packs: list[list[int]] = []
+    for i, (_a, check, _l, replace, _g) in enumerate(cases):
+        for members in packs:
+            if all(not set(replace) & set(cases[j][3]) and not binds[i] & upstream[cases[j][1]] and not binds[j] & upstream[check]
+                   for j in members):
+                members.append(i)
+                break
+        else:
+            packs.append([i])
+    return packs
+
+
 @pytest.fixture(scope="module", params=list(PATHS))
 def agreement(request, tmp_path_factory):
     assignment = request.param
     nb = course.notebooks(assignment)[0]
+    solution = load(PATHS[assignment])
     cases = [(*case, False) for case in WRONG[assignment]] + [(*case, True) for case in ALTERNATIVES[assignment]]
+    packs = pack(solution, cases)
     base = tmp_path_factory.mktemp(f"agree{assignment[:2]}")
-    for i, (_answer, _check, _label, replace, _good) in enumerate(cases):
-        target = base / "submitted" / f"case{i:03d}" / nb.assignment / f"{nb.name}.ipynb"
+    replaces = []
+    for k, members in enumerate(packs):
+        replace = {gid: src for i in members for gid, src in cases[i][3].items()}
+        replaces.append(replace)
+        target = base / "submitted" / f"pack{k:03d}" / nb.assignment / f"{nb.name}.ipynb"
         target.parent.mkdir(parents=True)
         target.write_bytes(synthetic.submission(nb, "complete", overrides=replace)[1])
     proc = subprocess.Popen([sys.executable, "-m", "grading", "autograde", str(base / "submitted"), "--out", str(base / "out"),
                              "--db", str(base / "out" / "gradebook.db"), "--workers", "2", "--quiet", "--cell-timeout", "60"],
                             cwd=course.root(), stdout=subprocess.DEVNULL, stderr=open(base / "stderr", "w"))
-    solution = load(PATHS[assignment])  # while the class is graded: the same answers in this process
-    in_process = [check_verdict(solution, replace, check) is None for (_a, check, _l, replace, _g) in cases]
+    # while the class is graded: each case alone, and each submission, in this process
+    alone = [check_verdict(solution, replace, check) is None for (_a, check, _l, replace, _g) in cases]
+    packed = [verdicts(solution, replace).checks for replace in replaces]
     assert proc.wait(timeout=1800) == 0, (base / "stderr").read_text()[-2000:]
+    where = {i: k for k, members in enumerate(packs) for i in members}
+    moved = [f"{label} (with {', '.join(cases[j][2] for j in packs[where[i]] if j != i)})"
+             for i, (_a, check, label, _r, _g) in enumerate(cases) if (packed[where[i]][check] is None) != alone[i]]
+    assert not moved, f"packing changed these verdicts, so pack() missed a dependency: {moved}"
     scores = {(r["student_id"], r["question"]): float(r["score"] or 0) for r in csv.DictReader(open(base / "out" / "grades.csv"))}
     points = {q.grade_id: q.points for q in load_template(nb.source, nb.assignment, nb.name).questions}
     rows = []
     for i, (_answer, check, label, _replace, good) in enumerate(cases):
-        sandboxed = scores[(f"case{i:03d}", check)] >= points[check] - 1e-9
-        rows.append((label, good, in_process[i], sandboxed, scores[(f"case{i:03d}", check)], points[check]))
+        score = scores[(f"pack{where[i]:03d}", check)]
+        rows.append((label, good, alone[i], score >= points[check] - 1e-9, score, points[check]))
     return rows
 
 
