@@ -40,6 +40,8 @@ BLUE, ORANGE, PURPLE, GREY, SKY = "#0072B2", "#E69F00", "#CC79A7", "#999999", "#
 SIMILAR = 0.8  # SequenceMatcher ratio from which a pair is listed
 TOP_PAIRS = 8  # pairs shown per answer cell
 MIN_TOKENS = 12  # shorter answers are too alike by nature to compare
+COMPARED_CHARS = 20_000  # answers are compared by their start: Python's tokenizer takes minutes (and GBs) on a 40 MB cell
+SHOWN_CHARS = 4_000  # what a pair shows of each answer
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a;line-height:1.45}
@@ -147,13 +149,17 @@ def _shingles(tokens: list[str]) -> set[tuple[str, ...]]:
     return {tuple(tokens[i:i + 3]) for i in range(max(len(tokens) - 2, 1))}
 
 
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}\n... ({len(text) - SHOWN_CHARS:,} more characters)"
+
+
 def similar_pairs(answers: dict[str, str], code: bool, reference: str | None = None) -> list[tuple[float, str, str]]:
     """[(ratio, student a, student b)], most similar first, ratio >= SIMILAR."""
     tokenise = code_tokens if code else word_tokens
-    ref = tokenise(reference) if reference else None
+    ref = tokenise(reference[:COMPARED_CHARS]) if reference else None
     toks = {}
     for sid, text in answers.items():
-        t = tokenise(text)
+        t = tokenise(text[:COMPARED_CHARS])
         if len(t) >= MIN_TOKENS and t != ref:
             toks[sid] = t
     shingles = {sid: _shingles(t) for sid, t in toks.items()}
@@ -340,7 +346,8 @@ def render(results: list[SubmissionResult], absent: list[str] | None = None, not
     out.append('<h2 id="similarity">Answer similarity across students</h2>')
     out.append(f"<p class=muted>Per answer cell, pairs of students whose answers have a normalised-token similarity of at least "
                f"{SIMILAR:.0%} (identifiers and strings renamed, comments and layout ignored); answers equal to the solution, "
-               f"unchanged stubs and answers under {MIN_TOKENS} tokens are left out. A pointer for a human, not a verdict.</p>")
+               f"unchanged stubs and answers under {MIN_TOKENS} tokens are left out; a long answer is compared by its first "
+               f"{COMPARED_CHARS:,} characters. A pointer for a human, not a verdict.</p>")
     refs = _references()
     shown_any = False
     for (aid, nid), rs in sorted(by_nb.items()):
@@ -363,7 +370,7 @@ def render(results: list[SubmissionResult], absent: list[str] | None = None, not
                     q = next((q for q in r.questions if q.grade_id == gid or q.answer == gid), None)
                     return "awaiting a human" if q is None or q.status is Status.MANUAL else f"{fmt(q.score or 0)}/{fmt(q.max_score)}"
                 out.append(f"<tr><th>{e(a)} ({e(score(a))})</th><th>{e(b)} ({e(score(b))}) &mdash; similarity {ratio:.0%}</th></tr>"
-                           f"<tr><td><pre>{e(answers[a])}</pre></td><td><pre>{e(answers[b])}</pre></td></tr>")
+                           f"<tr><td><pre>{e(_shown(answers[a]))}</pre></td><td><pre>{e(_shown(answers[b]))}</pre></td></tr>")
             out.append("</table>")
     if not shown_any:
         out.append("<p>No pair of answers is that similar.</p>")

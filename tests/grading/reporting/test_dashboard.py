@@ -125,3 +125,15 @@ def test_long_colluding_answers_cannot_stall_the_similarity_view():
     pairs = dashboard.similar_pairs({"x": a, "y": b, "z": a}, code=True)
     assert time.perf_counter() - t0 < 5
     assert pairs and pairs[0][1:] == ("x", "z")  # identical long answers are still found
+
+
+def test_a_huge_answer_costs_seconds_and_a_bounded_page():
+    """An outside attacker's answer cell: a cell magic, then 40 MB of one-character lines.  The tokenizer took
+    3 minutes and 1.2 GB of the grader over it, after grading and outside every limit."""
+    huge = "%%foo\n" + "+\n" * 4_000_000  # 8 MB here: enough to take the old code over a minute
+    results = [result("attacker", huge + ORIGINAL, 1.0), result("copy", huge + RENAMED, 1.0), result("other", OTHER, 2.0)]
+    start = time.perf_counter()
+    page = dashboard.render(results)
+    assert time.perf_counter() - start < 10
+    assert "1 similar pair(s)" in page  # still compared (by their start) and still found alike
+    assert len(page) < 200_000
