@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from grading.model import Status, SubmissionResult
@@ -15,8 +16,14 @@ def _line(text: str) -> str:
     return "   " + one_line(text, 2000)
 
 
+def _header_line(text: str) -> str:
+    """A header entry (a file name, a collect note) stays one line, its alignment kept: a name with a line
+    break in it cannot add a line of its own to the report."""
+    return re.sub(r"[\n\t\v\f\u2028\u2029]+", " ", clean(text))
+
+
 def write_report(path: Path, results: list[SubmissionResult], header: list[str]) -> None:
-    lines = [clean(h) for h in header]
+    lines = [_header_line(h) for h in header]
     for r in results:
         status = "ERROR" if r.error else ("graded with errors" if r.has_errors else "graded")
         score = score_text(r)
