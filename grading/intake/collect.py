@@ -76,12 +76,17 @@ ZIP_MAX_BYTES = 4 * 1024**3  # uncompressed, all notebooks and scripts together
 ZIP_MAX_FILE = 256 * 1024**2  # one file
 SKIP_PARTS = (".ipynb_checkpoints", "__MACOSX")
 
-RULES: list[tuple[str, re.Pattern]] = [
+# An LMS's own naming scheme: the id in it is the LMS's.  Around it are texts the student chose: the name in
+# the profile (Moodle: "Mallory 22222_33333_assignsubmission_...") and the uploaded file's name.
+LMS_RULES: list[tuple[str, re.Pattern]] = [
     ("Moodle", re.compile(r"(?:^|/)(?P<name>[^/]*?)_(?P<student>\d+)_assignsubmission_")),
     ("Canvas", re.compile(r"^(?P<name>[^_/]+)(?:_LATE)?_(?P<student>\d+)_\d+_")),
+    ("Blackboard", re.compile(r"^(?:[^/]*?_)?(?P<student>[^_/]+)_attempt_")),
+]
+# Only for names that follow no LMS scheme (a folder of files named by hand).
+OTHER_RULES: list[tuple[str, re.Pattern]] = [
     ("number", re.compile(r"(?<![A-Za-z0-9-])(?P<student>\d{4,})(?![A-Za-z0-9-])")),
     ("name - file", re.compile(r"^(?P<student>[^/]+?)\s+-\s+")),
-    ("Blackboard", re.compile(r"^(?:[^/]*?_)?(?P<student>[^_/]+)_attempt_")),
 ]
 _DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[-_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?")
 _CANVAS = re.compile(r"^[^_/]+_(?P<late>LATE_)?\d+_(?P<sub>\d+)_")
@@ -111,17 +116,19 @@ def _match(relpath: str, pattern: re.Pattern | None) -> tuple[str | None, str, s
     if pattern is not None:
         m = pattern.search(relpath)
         return (clean_id(m.group("student")) if m else None), "--pattern", (m.group(0) if m else "")
-    # Every LMS writes its own part of a name (the student's name and number) before the file name the
-    # student chose, and that file name can look like another LMS's pattern (a Canvas upload named
-    # "x_11111_assignsubmission_.ipynb" reads as Moodle's student 11111).  So the identity that ends
-    # first in the path is the LMS's: it wins, whichever rule found it; rule order breaks ties.
-    found = [(m.end("student"), order, label, m) for order, (label, rule) in enumerate(RULES)
-             if (m := rule.search(relpath)) and clean_id(m.group("student"))]
-    if not found:
-        return None, "", ""
-    _end, _order, label, m = min(found, key=lambda f: f[:2])
-    name = m.groupdict().get("name") or ""
-    return clean_id(m.group("student")), label, f"{name.strip()}|{m.group('student').strip()}"
+    # A name that follows an LMS's scheme takes its id from that scheme, never from a bare number or a
+    # "name - file" inside it: the student chose the profile name ("Mallory 22222") and the file name.
+    # Every LMS writes its id before the uploaded file's name, and that file name can look like another
+    # LMS's scheme (a Canvas upload named "x_11111_assignsubmission_.ipynb" reads as Moodle's student
+    # 11111): so the id that ends first in the path wins; rule order breaks ties.
+    for rules in (LMS_RULES, OTHER_RULES):
+        found = [(m.end("student"), order, label, m) for order, (label, rule) in enumerate(rules)
+                 if (m := rule.search(relpath)) and clean_id(m.group("student"))]
+        if found:
+            _end, _order, label, m = min(found, key=lambda f: f[:2])
+            name = m.groupdict().get("name") or ""
+            return clean_id(m.group("student")), label, f"{name.strip()}|{m.group('student').strip()}"
+    return None, "", ""
 
 
 def student_of(relpath: str, pattern: re.Pattern | None = None) -> tuple[str | None, str]:

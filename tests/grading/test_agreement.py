@@ -124,13 +124,14 @@ def agreement(request, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "grading", "autograde", str(base / "submitted"), "--out", str(base / "out"),
                              "--db", str(base / "out" / "gradebook.db"), "--workers", "2", "--quiet", "--cell-timeout", "60"],
                             cwd=course.root(), stdout=subprocess.DEVNULL, stderr=open(base / "stderr", "w"))
-    # while the class is graded: each case alone, and each submission, in this process
+    # while the class is graded: each case alone, and each submission of several cases, in this process
     alone = [check_verdict(solution, replace, check) is None for (_a, check, _l, replace, _g) in cases]
-    packed = [verdicts(solution, replace).checks for replace in replaces]
+    packed = [verdicts(solution, replace).checks if len(members) > 1 else None for members, replace in zip(packs, replaces)]
     assert proc.wait(timeout=1800) == 0, (base / "stderr").read_text()[-2000:]
     where = {i: k for k, members in enumerate(packs) for i in members}
     moved = [f"{label} (with {', '.join(cases[j][2] for j in packs[where[i]] if j != i)})"
-             for i, (_a, check, label, _r, _g) in enumerate(cases) if (packed[where[i]][check] is None) != alone[i]]
+             for i, (_a, check, label, _r, _g) in enumerate(cases)
+             if packed[where[i]] is not None and (packed[where[i]][check] is None) != alone[i]]
     assert not moved, f"packing changed these verdicts, so pack() missed a dependency: {moved}"
     scores = {(r["student_id"], r["question"]): float(r["score"] or 0) for r in csv.DictReader(open(base / "out" / "grades.csv"))}
     points = {q.grade_id: q.points for q in load_template(nb.source, nb.assignment, nb.name).questions}
@@ -150,3 +151,15 @@ def test_in_process_and_sandboxed_verdicts_agree(agreement):
 def test_wrong_answers_lose_points_and_alternatives_keep_full_marks(agreement):
     for label, good, _in_process, sandboxed, score, points in agreement:
         assert sandboxed == good, f"{label}: {score:g}/{points:g}"
+
+
+def test_packing_keeps_an_answer_apart_from_the_checks_that_call_it():
+    solution = load(PATHS["01_scoring_functions"])
+    cases = [(*case, False) for case in WRONG["01_scoring_functions"]] + [(*case, True) for case in ALTERNATIVES["01_scoring_functions"]]
+    packs = pack(solution, cases)
+    assert len(packs) < len(cases)  # independent questions do share submissions
+    for members in packs:
+        answers = [cases[i][0] for i in members]
+        assert len(answers) == len(set(answers)), answers  # one case per answer cell
+        # DotProductAttention and AdditiveAttention call masked_softmax: a wrong one would decide their checks
+        assert not ("masked_softmax" in answers and {"DotProductAttention", "AdditiveAttention"} & set(answers)), answers

@@ -39,6 +39,10 @@ def test_default_rules_find_the_student(relpath, student):
     (f"Jane Smith_12345_assignsubmission_file_/x_11111_assignsubmission_{STEM}.ipynb", "12345"),  # Moodle folder
     (f"Jane Smith_12345_assignsubmission_file_smithjane_11111_500_{STEM}.ipynb", "12345"),  # Moodle, posing as Canvas
     (f"jsmith - 11111 {STEM}.py", "jsmith"),
+    # nor does the name in a student's profile, which Moodle and Canvas write into the name
+    (f"Mallory 22222_33333_assignsubmission_file_/{STEM}.ipynb", "33333"),
+    (f"Mallory 22222_33333_assignsubmission_file_{STEM}.ipynb", "33333"),
+    (f"Mallory - 22222_33333_assignsubmission_file_/{STEM}.ipynb", "33333"),
 ])
 def test_a_students_own_file_name_cannot_choose_the_id(relpath, student):
     assert student_of(relpath)[0] == student
@@ -122,3 +126,15 @@ def test_collect_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "grading", "collect", str(down), "--into", str(tmp_path / "s2"),
                           "--pattern", "(no group)"], cwd=course.root(), capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+def test_a_number_in_a_moodle_profile_name_takes_no_ones_place(tmp_path):
+    archive = tmp_path / "moodle.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"John Doe_22222_assignsubmission_file_/{STEM}.ipynb", "john")
+        z.writestr(f"Mallory 22222_33333_assignsubmission_file_/{STEM}.ipynb", "mallory")  # her profile name holds his number
+    into, lines = tmp_path / "submitted", []
+    collect(archive, into, log=lines.append)
+    assert (into / "22222" / NB.assignment / f"{STEM}.ipynb").read_text() == "john"
+    assert (into / "33333" / NB.assignment / f"{STEM}.ipynb").read_text() == "mallory"
+    assert not any("collision" in line for line in lines), lines
