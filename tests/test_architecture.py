@@ -101,7 +101,7 @@ def test_only_the_trusted_client_and_sandbox_know_the_runner():
 
 def test_stages_depend_only_downwards():
     """intake and execution know nothing of scoring, reporting or the class; reporting knows nothing of execution."""
-    order = {"grading.options": 0, "grading.model": 1, "grading.course": 1, "grading.intake": 2, "grading.execution": 3,
+    order = {"grading.options": 0, "grading.text": 0, "grading.model": 1, "grading.course": 1, "grading.intake": 2, "grading.execution": 3,
              "grading.scoring": 4, "grading.submission": 5, "grading.store": 6, "grading.workers": 6, "grading.reporting": 6, "grading.pipeline": 7}
 
     def layer(module: str) -> int | None:

@@ -66,7 +66,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from grading import course
+from grading import course, text
 from grading.intake import identify
 from grading.intake.discover import HANDED_IN
 
@@ -98,8 +98,8 @@ class CollectError(ValueError):
     """Bad usage or a download that cannot be read (exit 2); the message says which and why."""
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "", text.lower())
+def _norm(value: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", value.lower())
 
 
 def clean_id(raw: str) -> str:
@@ -521,6 +521,8 @@ def _record_misnamed(into: Path, result: Plan) -> None:
 def collect(download: Path, into: Path, pattern: str | None = None, assignment: str | None = None,
             dry_run: bool = False, log=print) -> int:
     """Copy the files; return the number of submissions collected.  Raises CollectError (exit 2)."""
+    say = log
+    log = lambda message: say(text.line(message))  # noqa: E731 - every line quotes names that students chose
     download, into = Path(download), Path(into)
     check_assignment(assignment)
     if into.exists() and not into.is_dir():

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from grading.model import Status, SubmissionResult
 from grading.reporting.table import fmt, score_text
-from grading.reporting.terminal import clean, one_line
+from grading.text import line, one_line
 
 
 def _line(text: str) -> str:
@@ -16,14 +15,8 @@ def _line(text: str) -> str:
     return "   " + one_line(text, 2000)
 
 
-def _header_line(text: str) -> str:
-    """A header entry (a file name, a collect note) stays one line, its alignment kept: a name with a line
-    break in it cannot add a line of its own to the report."""
-    return re.sub(r"[\n\t\v\f\u2028\u2029]+", " ", clean(text))
-
-
 def write_report(path: Path, results: list[SubmissionResult], header: list[str]) -> None:
-    lines = [_header_line(h) for h in header]
+    lines = [line(h) for h in header]  # a header entry quoting a file name stays one line
     for r in results:
         status = "ERROR" if r.error else ("graded with errors" if r.has_errors else "graded")
         score = score_text(r)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grading import course
 from grading.model import Status, SubmissionResult
-from grading.reporting.terminal import clean
+from grading.text import clean
 
 HEADER = ["student_id", "assignment", "notebook", "question", "score", "max_score", "status"]
 

@@ -1,28 +1,11 @@
-"""Text for a terminal: student-controlled strings made inert, and the progress line."""
+"""The progress line on a terminal."""
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
-# every control character but newline and tab (C0, DEL, C1), and whole escape sequences (CSI, OSC, ...)
-_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|.)?")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Unicode format characters: bidirectional overrides and isolates, zero-width spaces and joiners, BOM
-_FORMAT = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
-
-
-def clean(text: object) -> str:
-    """``text`` with escape sequences, control characters (newline and tab kept) and invisible Unicode
-    format characters (bidirectional overrides, zero-width spaces) removed."""
-    return _FORMAT.sub("", _CONTROL.sub("", _ESCAPES.sub("", str(text))))
-
-
-def one_line(text: object, limit: int = 120) -> str:
-    """A student-controlled value to quote inside one line of a report: :func:`clean`, with line breaks
-    and tabs as spaces, cut to ``limit`` characters."""
-    return re.sub(r"\s+", " ", clean(text)).strip()[:limit]
+from grading.text import clean
 
 
 class Progress:

@@ -138,3 +138,17 @@ def test_a_number_in_a_moodle_profile_name_takes_no_ones_place(tmp_path):
     assert (into / "22222" / NB.assignment / f"{STEM}.ipynb").read_text() == "john"
     assert (into / "33333" / NB.assignment / f"{STEM}.ipynb").read_text() == "mallory"
     assert not any("collision" in line for line in lines), lines
+
+
+def test_collect_prints_no_control_characters(tmp_path):
+    archive = tmp_path / "canvas.zip"
+    evil = "\x1b]0;PWNED\x07\x1b[2J\x1b[1;31mFAKE all clean\x1b[0m\nid collision: none"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"evilmallory_33333_900003_{evil}_{STEM}.ipynb", "x")
+        z.writestr(f"{evil}.ipynb", "no id")
+    run = subprocess.run([sys.executable, "-m", "grading", "collect", str(archive), "--into", str(tmp_path / "sub")],
+                         cwd=course.root(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert not any(ch in run.stdout + run.stderr for ch in "\x1b\x07\r"), repr(run.stdout)
+    assert not any(line.startswith("id collision") for line in run.stdout.splitlines()), run.stdout
+    assert "FAKE all clean" in run.stdout  # the name is still shown, inert
