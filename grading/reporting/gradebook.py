@@ -483,12 +483,28 @@ def totals_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_totals{out.suffix or '.csv'}")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert_cell(value):
+    """A cell a spreadsheet shows as text: one that starts like a formula (``=``, ``+``, ``-``, ``@``, tab, CR)
+    and is not a number gets a leading ``'``.  Names in these files come from the LMS, where students chose them
+    (a profile named ``=2+5+cmd`` was a formula in the Moodle worksheet)."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def _write_csv(path: Path, header: list[str], rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerow([inert_cell(h) for h in header])
+        writer.writerows([inert_cell(v) for v in row] for row in rows)
 
 
 def _canvas(path: Path, records: list[GradeRecord], sums, names) -> list[Path]:

@@ -281,3 +281,17 @@ def test_a_new_gradebook_is_stamped_with_the_revision_the_alembic_command_report
         pass
     stamped = sqlite3.connect(db).execute("SELECT version_num FROM alembic_version").fetchall()
     assert stamped == [(heads.split()[0],)]
+
+
+def test_names_that_look_like_formulas_are_text_in_every_lms_file(tmp_path):
+    """A second outside attacker's Moodle profile names, which collect's roster carries into the exports."""
+    out = tmp_path / "out"
+    grade_into(out, [fabricate("44444"), fabricate("55555")], names={"44444": "@SUM(1+1)*cmd Mallory", "55555": "=2+5+cmd"})
+    export(out / "gradebook.db", tmp_path / "moodle.csv", "moodle")
+    export(out / "gradebook.db", tmp_path / "canvas.csv", "canvas")
+    moodle = {r["Identifier"]: r for r in csv.DictReader(open(tmp_path / "moodle.csv"))}
+    canvas = {r[1]: r for r in list(csv.reader(open(tmp_path / "canvas.csv")))[2:]}
+    cells = [moodle["Participant 44444"]["Full name"], moodle["Participant 55555"]["Full name"], canvas["44444"][0], canvas["55555"][0]]
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in cells), cells
+    assert moodle["Participant 55555"]["Full name"] == "'=2+5+cmd"  # still readable, as text
+    assert float(moodle["Participant 55555"]["Grade"]) >= 0  # numbers stay numbers
