@@ -70,6 +70,10 @@ MAGIC_NOTE = "# Commented out IPython magic to ensure Python compatibility."
 # Cell magics whose body is the student's Python and whose only effect is on what is printed:
 # an answer cell that starts with one is matched, and from a .py graded, as its body.
 PLAIN_CELL_MAGICS = frozenset({"time", "capture"})
+# No answer of a course comes near these; a submission over them is an error row, not a 100 MB cell carried
+# through the grader's feedback, gradebook and results (an outside attacker's took the grader to 2.5 GB).
+CELL_MAX_CHARS = 1_000_000
+SOURCE_MAX_CHARS = 4_000_000  # all cells together (outputs not counted: they are replaced), or a whole script
 
 
 class IntakeError(Exception):
@@ -771,6 +775,21 @@ def _restored_in_answers(script: Script, units: list[Unit], intake: Intake) -> l
     return notes
 
 
+def _check_size(nb: nbformat.NotebookNode) -> None:
+    def size(cell) -> int:
+        source = cell.get("source") if isinstance(cell, dict) else None
+        return len(source) if isinstance(source, str) else sum(len(x) for x in source if isinstance(x, str)) if isinstance(source, list) else 0
+
+    sizes = [size(cell) for cell in nb.get("cells", [])]
+    for index, size in enumerate(sizes):
+        if size > CELL_MAX_CHARS:
+            raise IntakeError(f"cell {index + 1} holds {size:,} characters, more than the {CELL_MAX_CHARS:,} a cell may have: "
+                              "not graded (remove what is not your answer and hand it in again)")
+    if sum(sizes) > SOURCE_MAX_CHARS:
+        raise IntakeError(f"the cells hold {sum(sizes):,} characters together, more than the {SOURCE_MAX_CHARS:,} a "
+                          "notebook may have: not graded (remove what is not your answer and hand it in again)")
+
+
 def map_submission(path: Path, template: Template) -> Intake:
     """Read ``path`` (never modified) and map it onto ``template``; errors go into ``Intake.error``."""
     path = Path(path)
@@ -778,6 +797,9 @@ def map_submission(path: Path, template: Template) -> Intake:
     try:
         text = read_text(path)
         if path.suffix.lower() == ".py":
+            if len(text) > SOURCE_MAX_CHARS:
+                raise IntakeError(f"the script holds {len(text):,} characters, more than the {SOURCE_MAX_CHARS:,} a submission "
+                                  "may have: not graded (remove what is not your answer and hand it in again)")
             script = parse_script(text)
             texts = [item[4] for item in script.items if item[4] is not None]
             colab = bool(texts) and (COLAB_MARK in texts[0] or COLAB_ORIGIN.search(texts[0]) is not None)
@@ -791,6 +813,7 @@ def map_submission(path: Path, template: Template) -> Intake:
             intake.neutralised.extend(_restored_in_answers(script, units, intake))
             return intake
         nb = read_notebook(text)
+        _check_size(nb)
         intake.format = describe_notebook(nb)
         kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
         if kernel and kernel != KERNEL_NAME:

@@ -981,6 +981,9 @@ def _class(folder: Path) -> None:
     _write(folder, "n_huge", NB3, synthetic.submission(NB3, "complete", overrides={"query121": HUGE})[1])
     _write(folder, ODD_ID, NB1, complete)
     _write(folder, "p_keyring", NB1, _with_prefix(NB1, "masked_softmax", KEYRING))
+    # a right answer behind a 3 MB comment: carried whole, such a cell took the grader's own process to 2.5 GB
+    _write(folder, "v_huge_cell", NB3, synthetic.submission(NB3, "complete", overrides={
+        "query121": synthetic.solutions(NB3)["query121"] + "\n# " + "&" * 3_000_000 + "\n"})[1])
 
 
 def _secret_keyring() -> None:
@@ -1024,7 +1027,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 56, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 57, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -1247,6 +1250,16 @@ def test_a_cell_too_long_to_scan_is_named_and_graded(attacked):
     assert attacked["scores"][("t_unscanned", "test_attention_memory_traffic")] == 2  # the answer itself is right
     took = float(section.split("]")[1].split("s")[0])
     assert took < 30, section
+
+
+def test_a_cell_of_megabytes_is_an_error_row_in_seconds(attacked):
+    section = attacked["report"].split("== v_huge_cell")[1].split("\n== ")[0]
+    assert re.search(r"holds 3,000,\d{3} characters, more than the 1,000,000 a cell may have", section), section
+    assert _total(attacked["scores"], "v_huge_cell") == 0
+    took = float(section.split("]")[1].split("s")[0])
+    assert took < 30, section
+    written = [p for p in attacked["out"].rglob("*") if p.is_file() and "v_huge_cell" in str(p)]
+    assert written and max(p.stat().st_size for p in written) < 1_000_000, [(str(p), p.stat().st_size) for p in written]
 
 
 def test_values_returned_after_a_hidden_check_are_not_quoted(attacked):

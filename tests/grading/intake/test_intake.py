@@ -292,3 +292,18 @@ def test_colab_ipynb_is_laid_out_as_colab_saves_it():
         assert "id" not in cell and cell["metadata"]["id"] and isinstance(cell["source"], list)
     sources = ["".join(c["source"]) for c in data["cells"] if c["cell_type"] == "code"]
     assert any(s.startswith(("%matplotlib inline", "%%time", "!pip")) for s in sources)  # a Colab student's habits
+
+
+def test_cells_of_megabytes_are_refused_with_their_size(tmp_path):
+    template = template_of(NB1)
+    nb = nbformat.reads(synthetic.submission(NB1, "complete")[1].decode(), as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "masked_softmax")
+    nb.cells[index].source += "\n# " + "+" * 1_200_000
+    error = map_submission(write(tmp_path, "a.ipynb", nbformat.writes(nb)), template).error
+    assert error == (f"cell {index + 1} holds {len(nb.cells[index].source):,} characters, more than the 1,000,000 a cell may have: "
+                     "not graded (remove what is not your answer and hand it in again)")
+    nb.cells[index].source = nb.cells[index].source[:900_000]
+    for cell in nb.cells[index + 1:index + 5]:
+        cell.source += "\n# " + "+" * 900_000
+    assert "together, more than the 4,000,000" in map_submission(write(tmp_path, "b.ipynb", nbformat.writes(nb)), template).error
+    assert "more than the 4,000,000 a submission" in map_submission(write(tmp_path, "c.py", "# " + "+" * 4_100_000 + "\n"), template).error
