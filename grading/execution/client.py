@@ -363,6 +363,8 @@ def checked(value, budget: Budget, depth: int = 0):
     if isinstance(value, torch.Tensor):
         if type(value) is not torch.Tensor or value.layout != torch.strided or value.is_quantized:
             raise LimitExceeded("the notebook sent a tensor of an unexpected kind")
+        if vars(value):  # attributes of its own (torch.load restores them) would shadow its methods here: t.detach = ...
+            raise LimitExceeded("the notebook sent a tensor with attributes of its own")
         nbytes = value.numel() * value.element_size()
         budget.charge(nbytes)
         if value.untyped_storage().nbytes() < nbytes or not value.is_contiguous():

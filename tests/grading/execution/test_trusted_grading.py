@@ -264,3 +264,25 @@ def test_hidden_reasons_keep_what_was_expected_and_drop_what_came_back():
     assert _without_student_values("expected rows that sum to 1") == "expected rows that sum to 1"
     assert _without_student_values("expected a result, got ValueError: LEAK 0.1842") == "expected a result, got an exception"
     assert _without_student_values("expected a result, got LEAK_1842: x") == "expected a result, got an exception"
+
+
+def test_a_tensor_with_attributes_of_its_own_is_refused():
+    """A second outside attacker's tensor: torch.load(weights_only=True) restores instance attributes, so a
+    tensor could arrive with ``detach`` or ``dim`` answering whatever allowlisted callable it named."""
+    import io
+
+    import torch
+
+    from grading.execution.client import Budget, LimitExceeded, checked
+
+    lying = torch.ones(3)
+    lying.detach = torch.Size
+    lying.dim = torch.Size
+    buffer = io.BytesIO()
+    torch.save({"value": lying}, buffer)
+    buffer.seek(0)
+    received = torch.load(buffer, weights_only=True)["value"]
+    assert received.detach() == torch.Size([])  # what trusted code would have seen
+    with pytest.raises(LimitExceeded, match="attributes of its own"):
+        checked(received, Budget(1 << 20))
+    assert torch.equal(checked(torch.ones(3), Budget(1 << 20)), torch.ones(3))  # a plain tensor still passes
