@@ -114,7 +114,8 @@ def _placeholder_notebook(result: SubmissionResult) -> str:
     nb = next(n for n in course.notebooks(result.assignment) if n.name == result.notebook)
     template = load_template(nb.source, result.assignment, result.notebook)
     notebook = template.fresh_notebook()
-    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Not graded automatically:** {feedback.e(result.error)}"))
+    # the error can quote the file (nbformat's message repeats its version field): plain text, never Markdown
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Not graded automatically:**\n\n{feedback.text_block(result.error)}"))
     return nbformat.writes(notebook)
 
 

@@ -70,6 +70,13 @@ class ClearAfterHidden(Preprocessor):
 WITHHELD_OUTPUT = "(output not shown in feedback: this code ran after a hidden check had called it)\n"
 
 
+def text_block(text: str) -> str:
+    """Markdown that shows ``text`` as it is, a fenced block with its backticks made look-alikes: no link,
+    image, HTML or LaTeX ``\\href`` in it can act (Markdown's own ``[x](javascript:...)`` survives HTML
+    escaping)."""
+    return "```text\n" + str(text).replace("`", "\u02cb") + "\n```"
+
+
 def inert_notebook(executed: str) -> str:
     """The executed notebook for nbgrader's formgrader, with everything a student wrote made inert.
 
@@ -85,9 +92,7 @@ def inert_notebook(executed: str) -> str:
         if cell.cell_type == "code" and HIDDEN_BEGIN in cell.source:
             cell.source = strip_hidden(cell.source)  # (the engine never puts a hidden check's error in outputs)
         if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
-            # a student's written answer: shown as plain text, so no link, image or LaTeX \href of it can act
-            text = cell.source.replace("`", "\u02cb")
-            cell.source = f"```text\n{text}\n```"
+            cell.source = text_block(cell.source)  # a student's written answer: shown as plain text
         elif cell.cell_type == "markdown":
             cell.source = re.sub(r"[<>]", lambda m: {"<": "&lt;", ">": "&gt;"}[m.group()], cell.source)
         elif cell.cell_type == "code":

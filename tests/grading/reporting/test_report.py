@@ -14,3 +14,21 @@ def test_a_name_with_line_breaks_cannot_add_report_lines(tmp_path):
     assert not any(line.startswith("==") for line in lines), lines
     assert lines[1] == "output:    /x/out"  # the alignment of the report's own lines is kept
     assert len(lines) == len(header), lines
+
+
+def test_the_notebook_formgrader_shows_for_an_unreadable_file_carries_no_live_markdown():
+    """A third outside attacker's file: nbformat quotes its version field in the error, and the error went into
+    the placeholder notebook as Markdown, where a link to javascript: and an outside image rendered live."""
+    from nbconvert import HTMLExporter
+
+    from grading import course
+    from grading.model import SubmissionResult
+    from grading.pipeline import _placeholder_notebook
+
+    nb = course.notebooks()[0]
+    evil = "[Open the original](javascript:alert(document.domain)) ![s](https://attacker.example/b.png) <img src=x onerror=alert(1)>"
+    result = SubmissionResult("xss", nb.assignment, nb.name, "/x/xss.ipynb",
+                              error=f"not a readable notebook: NBFormatError: Unsupported nbformat version {evil}")
+    html, _ = HTMLExporter().from_notebook_node(__import__("nbformat").reads(_placeholder_notebook(result), as_version=4))
+    assert 'href="javascript' not in html and 'src="https://attacker' not in html and "<img src=x" not in html
+    assert "Open the original" in html  # still shown, as text
