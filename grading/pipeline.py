@@ -119,6 +119,14 @@ def _placeholder_notebook(result: SubmissionResult) -> str:
     return nbformat.writes(notebook)
 
 
+def _write_placeholder(autograded: Path, result: SubmissionResult) -> None:
+    """What Formgrader shows for a notebook not handed in (or handed in as another): not an earlier hand-in."""
+    sid, aid, nid = result.key
+    target = autograded / sid / aid / f"{nid}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(_placeholder_notebook(result), encoding="utf-8")
+
+
 def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: str | None = None,
                     options: GradeOptions | None = None, assignments: list[str] | None = None,
                     students: list[str] | None = None, progress: bool = True, log=None,
@@ -204,13 +212,17 @@ def autograde_class(submitted: Path, out: Path, workers: int | None = None, db: 
             bar.interrupted()
             raise Interrupted(len(results), len(found.tasks)) from None
         for result in wrong:
-            writer.mark_missing(result.student_id, result.assignment, result.notebook)
+            cleared.extend(f"{'/'.join(result.key)} {c} (the file handed in now is another notebook)"
+                           for c in writer.mark_missing(result.student_id, result.assignment, result.notebook))
+            _write_placeholder(autograded, result)
             results.append(result)
             feedback.write(result, out / "feedback" / result.student_id / result.assignment / f"{result.notebook}.html",
                            templates.get((result.assignment, result.notebook)))
         for m in found.missing:
-            writer.mark_missing(m.student_id, m.assignment, m.notebook)
+            cleared.extend(f"{m.student_id}/{m.assignment}/{m.notebook} {c} (not handed in any more)"
+                           for c in writer.mark_missing(m.student_id, m.assignment, m.notebook))
             result = _missing_result(m)
+            _write_placeholder(autograded, result)
             results.append(result)
             feedback.write(result, out / "feedback" / m.student_id / m.assignment / f"{m.notebook}.html",
                            templates.get((m.assignment, m.notebook)))

@@ -310,8 +310,10 @@ class GradebookWriter:
         return cleared
 
     def _clear_stale(self, result, stale) -> list[str]:
+        return self._clear(result.student_id, result.assignment, result.notebook, stale)
+
+    def _clear(self, sid: str, aid: str, nid: str, stale) -> list[str]:
         cleared = []
-        sid, aid, nid = result.student_id, result.assignment, result.notebook
         for gid in sorted(stale):
             try:
                 grade = self.gb.find_grade(gid, nid, aid, sid)
@@ -354,20 +356,25 @@ class GradebookWriter:
             comment.auto_comment = None if answered else "No response."
         gb.db.commit()
 
-    def mark_missing(self, student_id: str, assignment: str, notebook: str) -> None:
-        """A notebook of a submitted assignment that was not handed in: 0 everywhere, flagged for review."""
+    def mark_missing(self, student_id: str, assignment: str, notebook: str) -> list[str]:
+        """A notebook of a submitted assignment that was not handed in (or is another notebook): 0 everywhere,
+        flagged for review.  A human score given to an earlier hand-in is cleared, as for a changed answer:
+        the text it was given for is not handed in any more.  Returns ``["<grade_id>: <old score>", ...]``."""
         with _quiet_sqlalchemy():
-            self._mark_missing(student_id, assignment, notebook)
+            return self._mark_missing(student_id, assignment, notebook)
 
-    def _mark_missing(self, student_id: str, assignment: str, notebook: str) -> None:
+    def _mark_missing(self, student_id: str, assignment: str, notebook: str) -> list[str]:
         gb = self.gb
         self._student(student_id)
         gb.update_or_create_submission(assignment, student_id)
         submission = gb.find_submission_notebook(notebook, assignment, student_id)
+        graded = {grade.name for grade in submission.grades if grade.manual_score is not None}
+        cleared = self._clear(student_id, assignment, notebook, graded) if graded else []
         for grade in submission.grades:  # 0, flagged for review (status `error`: see the report)
             grade.auto_score = 0
             grade.needs_manual_grade = True
         gb.db.commit()
+        return cleared
 
 
 def _question_order(assignment: str, notebook: str) -> dict[str, int]:

@@ -178,6 +178,8 @@ def test_a_resubmission_clears_the_manual_score_of_the_old_text(wrong_class, tmp
     written = next(p.grade_id for p in load_template(NB1.source, NB1.assignment, NB1.name).questions if p.graded_by == "manual")
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}", "attention") as gb:
         gb.find_grade(written, NB1.name, NB1.assignment, "ann").manual_score = 2
+        # dan's file for notebook 01 is notebook 02: a score given there (to an earlier hand-in) must not stick either
+        gb.find_grade(written, NB1.name, NB1.assignment, "dan").manual_score = 1.5
         gb.db.commit()
     path = sub / "ann" / NB1.assignment / NB1.filename
     notebook = json.loads(path.read_text())
@@ -189,9 +191,14 @@ def test_a_resubmission_clears_the_manual_score_of_the_old_text(wrong_class, tmp
     assert "reused from an earlier run" in proc.stderr
     report = (out / "report").read_text()
     assert f"manual score cleared: ann/{NB1.assignment}/{NB1.name} {written}: 2" in report, report[:3000]
+    assert (f"manual score cleared: dan/{NB1.assignment}/{NB1.name} {written}: 1.5 (the file handed in now is another notebook)"
+            in report), report[:3000]
     assert run_cli("export", "--db", str(out / "gradebook.db"), "--out", str(tmp_path / "f.csv")).returncode == 0
     rows = {(r[0], r[2], r[3]): (r[4], r[6]) for r in csv.reader(open(tmp_path / "f.csv"))}
     assert rows[("ann", NB1.name, written)] == ("", "manual")
+    assert rows[("dan", NB1.name, written)][0] in ("", "0"), rows[("dan", NB1.name, written)]
+    placeholder = (out / "autograded" / "dan" / NB1.assignment / f"{NB1.name}.ipynb").read_text()
+    assert "Not graded automatically" in placeholder  # Formgrader shows why, not an earlier hand-in
 
 
 def test_no_sandbox_exits_3_and_stores_nothing(tmp_path):
