@@ -224,7 +224,8 @@ def _words_for(exc: BaseException) -> str:
         return (f"expected a result, got shapes that do not broadcast ({_first_line(exc)}). A 1-D valid_lens of "
                 f"shape (batch,) needs a mask of shape (batch, 1, keys): add the query axis")
     if isinstance(exc, NotImplementedError):
-        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+        # (an exception raised in the grader's sandbox arrives with the grader's own traceback: no stub to name)
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ and not hasattr(exc, "student_type") else []
         where = frames[-1].name if frames and frames[-1].name not in ("<module>", "__init__", "forward") else None
         if where:  # in the student's notebook the traceback names the stub: perhaps another answer this one calls
             return (f"not answered yet: `{where}` still raises NotImplementedError (replace it with your code; "

@@ -160,6 +160,8 @@ def test_solutions_score_full_marks_through_every_intake_path(graded, student):
 def test_blank_scores_zero_everywhere(graded):
     got = scores(graded, "blank")
     assert all(s == "0" and st == "graded" for s, st in got.values()), got
+    section = (graded["out"] / "report").read_text().split("== blank /")[1].split("\n== ")[0]
+    assert "not answered yet" in section and "`_ask`" not in section, section  # never a name of the grader's own code
 
 
 def test_wrong_answers_lose_their_own_questions_only(graded):
