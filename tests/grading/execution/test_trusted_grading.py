@@ -286,3 +286,45 @@ def test_a_tensor_with_attributes_of_its_own_is_refused():
     with pytest.raises(LimitExceeded, match="attributes of its own"):
         checked(received, Budget(1 << 20))
     assert torch.equal(checked(torch.ones(3), Budget(1 << 20)), torch.ones(3))  # a plain tensor still passes
+
+
+def test_the_notebooks_first_cells_run_once_per_sandbox_and_look_as_if_run_each_time(tmp_path):
+    """The zygote runs the course's cells before the first answer once; each submission starts from their state.
+    Their outputs are those of a run of its own, the state they leave is there (the answers use it), and a
+    submission whose first cells differ from the released ones runs them itself."""
+    import nbformat
+
+    from grading.execution.engine import runner_for, shared_prefix
+    from grading.intake.template import load_template
+
+    template = load_template(NB.source, NB.assignment, NB.name)
+    prefix = shared_prefix(template)
+    assert len(prefix) >= 2 and all(i < min(p.index for p in template.answers) for i in prefix)
+    outputs = []
+    for student in ("s1", "s2"):
+        folder = tmp_path / student
+        folder.mkdir()
+        result, scores = grade(folder)
+        assert scores == FULL, [q.reason for q in result.questions]
+        executed = nbformat.reads(result.executed, as_version=4)
+        outputs.append([executed.cells[i].outputs for i in prefix])
+    assert outputs[0] == outputs[1] and any(outputs[0])  # the printed variances and the figure, for both
+    runner = runner_for(OPTIONS, tuple(prefix.values()))
+    assert len(runner.prefix_replies) == len(prefix)
+    # intake restores the released first cells; were one to differ, that submission runs its own, in a sandbox of its
+    # own.  The same cells with a blank line added run that way: every cell's outputs are those of the prepared run.
+    from grading.execution.engine import execute
+    from grading.intake.mapping import map_submission
+
+    name, data = synthetic.submission(NB, "complete")
+    (tmp_path / name).write_bytes(data)
+    prepared, own = map_submission(tmp_path / name, template).nb, map_submission(tmp_path / name, template).nb
+    for index in prefix:
+        own.cells[index].source += "\n"
+    execute(prepared, template, OPTIONS, 120)
+    execute(own, template, OPTIONS, 120)
+    assert [c.get("outputs") for c in prepared.cells] == [c.get("outputs") for c in own.cells]
+    dims = next(i for i, source in prefix.items() if source.startswith("dims ="))
+    own.cells[dims].source += "print('MY OWN RUN')\n"
+    execute(own, template, OPTIONS, 120)
+    assert "MY OWN RUN" in "".join(o.get("text", "") for o in own.cells[dims].outputs)
