@@ -82,17 +82,12 @@ def describe_status(status: int) -> str:
     return f"the process exited with status {code}"
 
 
-PREPARED_BYTES = 16 << 20  # the replies of the course's first cells (their figures)
-
-
 class Runner:
     """One worker's zygote (sandboxed unless ``sandbox`` is None); serves submissions one after another."""
 
-    def __init__(self, sandbox: Sandbox | None, options: GradeOptions, prefix: tuple[str, ...] = ()) -> None:
+    def __init__(self, sandbox: Sandbox | None, options: GradeOptions) -> None:
         self.sandbox = sandbox
         self.options = options
-        self.prefix = prefix  # the course's first cells, run once in the zygote (see prepare)
-        self.prefix_replies: list[dict] = []
         self.deadline: float | None = None  # monotonic time by which the current cell's requests must be answered
         self.channel: socket.socket | None = None
         self.control, theirs = socket.socketpair()
@@ -116,23 +111,7 @@ class Runner:
         hello = self._control_reply(options.startup_timeout)
         if not hello.get("zygote"):
             raise RunnerError("runner did not start", str(hello)[:200])
-        if prefix:
-            self.prefix_replies = self._prepare(prefix)
         self.start_seconds = time.monotonic() - started
-
-    def _prepare(self, prefix: tuple[str, ...]) -> list[dict]:
-        """Have the zygote run the course's first cells; their replies stand for every submission's."""
-        self._control({"op": Op.PREPARE.value, "cells": list(prefix)})
-        try:
-            prepared = self._frame(self.control, time.monotonic() + self.options.startup_timeout, PREPARED_BYTES)
-        except RunnerError:
-            self.close()
-            raise
-        replies = prepared.get("prepared")
-        if not isinstance(replies, list) or len(replies) != len(prefix) or not all(isinstance(r, dict) for r in replies):
-            self.close()
-            raise RunnerError("runner did not start", "the course's first cells did not run")
-        return replies
 
     # ------------------------------------------------------------------ transport
     def _read(self, sock: socket.socket, size: int, deadline: float) -> bytes:

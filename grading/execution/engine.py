@@ -26,7 +26,6 @@ import base64
 import builtins
 import contextlib
 import functools
-import hashlib
 import io
 import re
 import symtable
@@ -59,35 +58,17 @@ MAX_FIGURE = 2 * 1024**2  # bytes of one figure
 MAX_FIGURES = 8 * 1024**2  # bytes of all the figures of one notebook (the course's own come to well under 1 MiB)
 
 
-RUNNERS_PER_THREAD = 3  # one per notebook of the course, each prepared with that notebook's first cells
-
-
-def runner_for(options: GradeOptions, prefix: tuple[str, ...] = ()) -> Runner:
-    """This process's runner for these options and course cells, started on first use (one set per thread:
-    Dask runs tasks in threads); the least recently used is closed beyond :data:`RUNNERS_PER_THREAD`."""
-    thread = threading.get_ident()
-    key = (thread, options.sandbox, options.limits, options.threads, options.reply_bytes,
-           hashlib.sha256("\0".join(prefix).encode()).hexdigest())
-    runner = _RUNNERS.pop(key, None)
+def runner_for(options: GradeOptions) -> Runner:
+    """This process's runner for these options, started on first use (one per thread: Dask runs tasks in threads)."""
+    key = (threading.get_ident(), options.sandbox, options.limits, options.threads, options.reply_bytes)
+    runner = _RUNNERS.get(key)
     if runner is not None and runner.alive:
-        _RUNNERS[key] = runner  # most recently used last
         return runner
     if runner is not None:
         runner.close()
-    mine = [k for k in _RUNNERS if k[0] == thread]
-    for old in mine[:max(len(mine) - RUNNERS_PER_THREAD + 1, 0)]:
-        _RUNNERS.pop(old).close()
-    runner = Runner(Sandbox(options.limits) if options.sandbox else None, options, prefix)
+    runner = Runner(Sandbox(options.limits) if options.sandbox else None, options)
     _RUNNERS[key] = runner
     return runner
-
-
-def shared_prefix(template: Template) -> dict[int, str]:
-    """The course's own code cells before the first answer or check: the same in every submission.
-    Index in the notebook -> source."""
-    first = min((p.index for p in template.parts.values() if p.kind in ("answer", "test")), default=len(template.nb.cells))
-    return {index: cell.source for index, cell in enumerate(template.nb.cells[:first])
-            if cell.cell_type == "code" and cell.source.strip()}
 
 
 def close_runners() -> None:
@@ -460,11 +441,8 @@ def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions
     """Run ``nb`` (outputs written into it) with student code sandboxed and verdicts decided here."""
     log = ExecLog()
     t0 = time.perf_counter()
-    prefix = shared_prefix(template)
-    if any(index >= len(nb.cells) or nb.cells[index].source != source for index, source in prefix.items()):
-        prefix = {}  # not the course's cells as released: this submission runs every cell itself
     try:
-        runner = runner_for(options, tuple(prefix.values()))
+        runner = runner_for(options)
         runner.begin()
     except (RunnerError, OSError) as exc:
         close_runners()
@@ -478,7 +456,7 @@ def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions
     answers = frozenset(template.answer_names)
     ns = TrustedNamespace()
     try:
-        _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log, dict(zip(prefix, runner.prefix_replies)))
+        _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
     finally:
         runner.deadline = None
         try:
@@ -514,8 +492,7 @@ WITHHELD = "(message not shown: raised after a hidden check had called your code
 NOT_RUN = "(not run while grading: this cell comes after the last check, so it cannot change a score)\n"
 
 
-def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log, prepared: dict[int, dict]) -> None:
-    """Every cell in order; the course's first cells (``prepared``: index -> reply) already ran in the zygote."""
+def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log) -> None:
     answer_cells = {p.index for p in template.answers}
     hidden_seen = False
     needed = _check_inputs(template)
@@ -542,7 +519,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log,
                 given = _is_given(cell)
                 if index in answer_cells:
                     log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected)]
-                reply = prepared.get(index) or runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
+                reply = runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
                 notes = reply.get("neutralised")
                 for note in (notes if isinstance(notes, list) and not hidden_seen else [])[:20]:
                     log.neutralised.append(f"{describe_cell(template, index)}: {_text_of(note, 200)}")

@@ -41,7 +41,6 @@ class Op(str, enum.Enum):
     INTERRUPT = "interrupt"  # SIGINT to the submission (a cell ran past its limit)
     KILL = "kill"  # end the submission: kill its whole process tree
     PEAK = "peak"  # reset ("reset": True) or read the submission's peak resident memory
-    PREPARE = "prepare"  # run the course's own first cells once ("cells"); every submission starts from their state
     # grader -> submission (submission channel)
     EXEC = "exec"  # run a cell's source
     NAMES = "names"  # the names the notebook has defined

@@ -500,7 +500,7 @@ def _tensor_paths(args, kwargs) -> dict:
     return found
 
 
-def _submission_process(channel: int, limits: dict, torch_module, prepared: Submission | None = None) -> None:
+def _submission_process(channel: int, limits: dict, torch_module) -> None:
     """PID 1 of the submission's namespaces: drop privileges, set limits, serve."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _drop_capabilities()
@@ -517,15 +517,8 @@ def _submission_process(channel: int, limits: dict, torch_module, prepared: Subm
         if limits.get(key):
             resource.setrlimit(getattr(resource, name), (limits[key], limits[key]))
     os.chdir(SCRATCH)
-    reply_bytes = int(limits.get("reply_bytes", 64 << 20))
-    if prepared is None:
-        torch_module.manual_seed(0)
-        Submission(torch_module, channel, reply_bytes).serve()
-        return
-    # The course's first cells ran in the zygote (Zygote.prepare): their namespace, random state and
-    # imports are this process's copy, as if it had run them itself.
-    prepared.channel, prepared.reply_bytes = channel, reply_bytes
-    prepared.serve()
+    torch_module.manual_seed(0)
+    Submission(torch_module, channel, int(limits.get("reply_bytes", 64 << 20))).serve()
 
 
 # ---------------------------------------------------------------------------------- the zygote
@@ -592,7 +585,6 @@ class Zygote:
         self.measuring, self.lowest_seen, self.faults_at_reset = False, 0, 0  # see peak()
         self.own_at_reset = self.lowest_own = 0
         self.libraries = _file_ids("/proc/self/maps")  # mapped before any student code: not theirs to fill
-        self.prepared: Submission | None = None  # the course's first cells, run once (prepare)
 
     def reply(self, message: dict) -> None:
         self.control.sendall(protocol.frame(message))
@@ -609,7 +601,7 @@ class Zygote:
                 child = os.fork()
                 if child == 0:
                     os.close(report_w)
-                    _submission_process(fds[0], limits, self.torch, self.prepared)
+                    _submission_process(fds[0], limits, self.torch)
                     os._exit(0)
                 os.close(fds[0])
                 os.write(report_w, f"{child}\n{'|'.join(problems)}".encode())
@@ -631,21 +623,6 @@ class Zygote:
         first, _, problems = text.decode().partition("\n")
         self.process = int(first) if first.strip().isdigit() else None
         self.reply({"started": True, "problems": [p for p in problems.split("|") if p]})
-
-    def prepare(self, request: dict) -> None:
-        """Run the course's own cells that come before its first answer, once, here; every submission is then
-        forked from their state instead of running them again.  They are the grader's copy of the released
-        notebook's locked cells (the grader sends them only when a submission's cells are the same), never
-        a student's code: nothing of theirs runs in this process."""
-        if self.prepared is not None:
-            self.reply({"prepared": None})
-            return
-        self.torch.manual_seed(0)  # as a submission process starts
-        submission = Submission(self.torch, -1, 0)
-        replies = [submission.op_exec({"source": str(source), "figures": True}) for source in request.get("cells", [])]
-        self.prepared = submission
-        self.libraries = _file_ids("/proc/self/maps")  # the course's cells may have mapped files (fonts): not theirs
-        self.reply({"prepared": replies})
 
     def interrupt(self) -> None:
         if self.process is not None:
@@ -792,8 +769,6 @@ class Zygote:
                 self.begin(request, fds)
             elif op == Op.INTERRUPT.value:
                 self.interrupt()
-            elif op == Op.PREPARE.value:
-                self.prepare(request)
             elif op == Op.PEAK.value:
                 self.reply(self.peak(bool(request.get("reset"))))
             elif op == Op.KILL.value:
