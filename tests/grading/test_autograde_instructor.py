@@ -128,7 +128,10 @@ def test_ctrl_c_stops_fast_keeps_results_and_resumes(tmp_path):
     sub, out = tmp_path / "submitted", tmp_path / "out"
     synthetic.make_class(sub, {f"s{i}": "complete" for i in range(8)}, notebooks=[NB1])
     args = [sys.executable, "-m", "grading", "autograde", str(sub), "--out", str(out), "--db", str(out / "gradebook.db"), "--workers", "2"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # As at a terminal: its own process group, SIGINT at its default.  A test run started in the background of a
+    # non-interactive shell inherits SIGINT ignored (POSIX), and so would the grader, which then tests nothing.
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     first = threading.Event()
 
