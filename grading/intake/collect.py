@@ -83,6 +83,25 @@ LMS_RULES: list[tuple[str, re.Pattern]] = [
     ("Canvas", re.compile(r"^(?P<name>[^_/]+)(?:_LATE)?_(?P<student>\d+)_\d+_")),
     ("Blackboard", re.compile(r"^(?:[^/]*?_)?(?P<student>[^_/]+)_attempt_")),
 ]
+# Every place in a name where a scheme could read an id: the LMS writes one; a second one is the student's own text
+# (a profile named "Mallory_22222_assignsubmission_x", an uploaded file named "x_11111_assignsubmission_..."), and
+# which is which cannot be told from the name.
+_MOODLE_IDS = re.compile(r"_(\d+)_assignsubmission_")
+_BLACKBOARD_IDS = re.compile(r"(?:^|_)([^_/]+)_attempt_")
+
+
+def lms_ids(relpath: str) -> set[str]:
+    """Every id an LMS scheme could read from ``relpath`` (Moodle: in the first part of the path that has its
+    scheme; Canvas and Blackboard: in the first part)."""
+    parts = relpath.split("/")
+    moodle = next((part for part in parts if _MOODLE_IDS.search(part)), "")
+    ids = {m.group(1) for m in _MOODLE_IDS.finditer(moodle)} | {m.group(1) for m in _BLACKBOARD_IDS.finditer(parts[0])}
+    canvas = LMS_RULES[1][1].match(relpath)
+    if canvas:
+        ids.add(canvas.group("student"))
+    return {clean_id(i) for i in ids} - {""}
+
+
 # Only for names that follow no LMS scheme (a folder of files named by hand).
 OTHER_RULES: list[tuple[str, re.Pattern]] = [
     ("number", re.compile(r"(?<![A-Za-z0-9-])(?P<student>\d{4,})(?![A-Za-z0-9-])")),
@@ -121,6 +140,9 @@ def _match(relpath: str, pattern: re.Pattern | None) -> tuple[str | None, str, s
     # Every LMS writes its id before the uploaded file's name, and that file name can look like another
     # LMS's scheme (a Canvas upload named "x_11111_assignsubmission_.ipynb" reads as Moodle's student
     # 11111): so the id that ends first in the path wins; rule order breaks ties.
+    several = lms_ids(relpath)
+    if len(several) > 1:
+        return None, "ambiguous", ", ".join(sorted(several))
     for rules in (LMS_RULES, OTHER_RULES):
         found = [(m.end("student"), order, label, m) for order, (label, rule) in enumerate(rules)
                  if (m := rule.search(relpath)) and clean_id(m.group("student"))]
@@ -301,7 +323,11 @@ def plan(download: Path, pattern: str | None = None, assignment: str | None = No
         if nb is None:
             result.unmatched.append(f"{rel}: no course notebook name in the file name, and its content is not a course notebook")
             continue
-        student, _, identity = _match(rel, regex)
+        student, rule, identity = _match(rel, regex)
+        if rule == "ambiguous":
+            result.unmatched.append(f"{rel}: the name holds several student ids ({identity}), some of it chosen by the "
+                                    "student: not collected (rename it, or use --pattern with a group `student`)")
+            continue
         if not student:
             result.unmatched.append(f"{rel}: no student id found (use --pattern with a group `student`)")
             continue
@@ -309,7 +335,7 @@ def plan(download: Path, pattern: str | None = None, assignment: str | None = No
             result.unmatched.append(f"{rel}: `{student}` is not a usable student id")
             continue
         identities.setdefault(student, {}).setdefault(identity or student, rel)
-        name = re.sub(r"[\x00-\x1f\x7f-\x9f]", "", identity.partition("|")[0]).strip()[:100] if identity else ""
+        name = text.one_line(identity.partition("|")[0], 100) if identity else ""  # no control or bidi characters
         if name and name != student:
             result.names.setdefault(student, name)
         groups.setdefault((student, nb.assignment, nb.name), []).append(Attempt(path, rel))

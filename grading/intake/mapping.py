@@ -790,6 +790,13 @@ def _check_size(nb: nbformat.NotebookNode) -> None:
                           "notebook may have: not graded (remove what is not your answer and hand it in again)")
 
 
+def _check_answer_sizes(intake: Intake) -> None:
+    for gid, source in intake.answer_source.items():
+        if len(source) > CELL_MAX_CHARS:
+            raise IntakeError(f"the answer `{gid}` holds {len(source):,} characters, more than the {CELL_MAX_CHARS:,} a cell may "
+                              "have: not graded (remove what is not your answer and hand it in again)")
+
+
 def map_submission(path: Path, template: Template) -> Intake:
     """Read ``path`` (never modified) and map it onto ``template``; errors go into ``Intake.error``."""
     path = Path(path)
@@ -810,6 +817,7 @@ def map_submission(path: Path, template: Template) -> Intake:
                 raise IntakeError("the script contains no code")
             intake.repairs.append("a script has no cells: answers matched by the names they define")
             map_units(template, units, intake, from_script=True)
+            _check_answer_sizes(intake)  # a script has no cells: an answer gathered from it has the cell's limit
             intake.neutralised.extend(_restored_in_answers(script, units, intake))
             return intake
         nb = read_notebook(text)
@@ -821,7 +829,9 @@ def map_submission(path: Path, template: Template) -> Intake:
         units = notebook_units(nb)
         if not units:
             raise IntakeError("the notebook has no cells")
-        return map_units(template, units, intake, from_script=False)
+        intake = map_units(template, units, intake, from_script=False)
+        _check_answer_sizes(intake)  # helper cells stitched onto an answer count with it
+        return intake
     except IntakeError as exc:
         intake.error = str(exc)
     except OSError as exc:

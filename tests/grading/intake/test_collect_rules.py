@@ -33,8 +33,6 @@ def test_default_rules_find_the_student(relpath, student):
 
 @pytest.mark.parametrize(("relpath", "student"), [
     # the file name a student uploads follows the LMS's own part of the name: it never decides the id
-    (f"attackerc_33333_500004_x_11111_assignsubmission_{STEM}.ipynb", "33333"),  # Canvas, posing as Moodle
-    (f"HW1_jsmith_attempt_2026-11-20-10-33-12_x_11111_assignsubmission_{STEM}.ipynb", "jsmith"),  # Blackboard
     (f"HW1_jsmith_attempt_2026-11-20-10-33-12_id 11111 {STEM}.ipynb", "jsmith"),  # a bare number
     (f"Jane Smith_12345_assignsubmission_file_/x_11111_assignsubmission_{STEM}.ipynb", "12345"),  # Moodle folder
     (f"Jane Smith_12345_assignsubmission_file_smithjane_11111_500_{STEM}.ipynb", "12345"),  # Moodle, posing as Canvas
@@ -48,6 +46,18 @@ def test_a_students_own_file_name_cannot_choose_the_id(relpath, student):
     assert student_of(relpath)[0] == student
 
 
+@pytest.mark.parametrize("relpath", [
+    # a second scheme's id in the student's own text: which one the LMS wrote cannot be told, so no one gets the file
+    f"attackerc_33333_500004_x_11111_assignsubmission_{STEM}.ipynb",  # Canvas upload named like Moodle
+    f"HW1_jsmith_attempt_2026-11-20-10-33-12_x_11111_assignsubmission_{STEM}.ipynb",  # Blackboard upload, the same
+    f"Mallory_22222_assignsubmission_x_33333_assignsubmission_file_/{STEM}.ipynb",  # Moodle profile named like Moodle
+    f"Eve_22222_1_x_33333_assignsubmission_file_/{STEM}.ipynb",  # ... like Canvas
+    f"Zed_attempt_ x_55555_assignsubmission_file_/{STEM}.ipynb",  # ... like Blackboard
+])
+def test_a_name_with_two_ids_goes_to_no_one(relpath):
+    assert student_of(relpath) == (None, "ambiguous")
+
+
 def test_collect_gives_a_posing_upload_to_its_uploader(tmp_path):
     archive = tmp_path / "canvas.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -59,8 +69,10 @@ def test_collect_gives_a_posing_upload_to_its_uploader(tmp_path):
     collect(archive, into, log=lines.append)
     assert sorted(p.name for p in into.iterdir() if p.is_dir()) == ["11111", "33333"], lines
     assert (into / "11111" / NB.assignment / f"{STEM}.ipynb").read_text() == "honest"
-    assert (into / "33333" / NB.assignment / f"{STEM}.ipynb").read_text() == "poses as 44444"  # its latest upload
+    assert (into / "33333" / NB.assignment / f"{STEM}.ipynb").read_text() == "attacker, first upload"
     assert not any("collision" in line for line in lines), lines
+    refused = [line for line in lines if line.startswith("not collected:") and "several student ids" in line]
+    assert len(refused) == 2 and "(11111, 33333)" in refused[0] + refused[1], lines  # listed, for the instructor to decide
 
 
 def test_no_rule_no_student():
@@ -133,11 +145,15 @@ def test_a_number_in_a_moodle_profile_name_takes_no_ones_place(tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr(f"John Doe_22222_assignsubmission_file_/{STEM}.ipynb", "john")
         z.writestr(f"Mallory 22222_33333_assignsubmission_file_/{STEM}.ipynb", "mallory")  # her profile name holds his number
+        z.writestr(f"Mal_22222_assignsubmission_x_33333_assignsubmission_file_/{STEM}.ipynb", "mallory again")
+        z.writestr(f"Bidi\u202eevil_66666_assignsubmission_file_/{STEM}.ipynb", "bidi")
     into, lines = tmp_path / "submitted", []
     collect(archive, into, log=lines.append)
     assert (into / "22222" / NB.assignment / f"{STEM}.ipynb").read_text() == "john"
     assert (into / "33333" / NB.assignment / f"{STEM}.ipynb").read_text() == "mallory"
     assert not any("collision" in line for line in lines), lines
+    roster = (into / "roster.csv").read_text()
+    assert "66666" in roster and "\u202e" not in roster  # no bidi override reaches the names in the exports
 
 
 def test_collect_prints_no_control_characters(tmp_path):

@@ -307,3 +307,16 @@ def test_cells_of_megabytes_are_refused_with_their_size(tmp_path):
         cell.source += "\n# " + "+" * 900_000
     assert "together, more than the 4,000,000" in map_submission(write(tmp_path, "b.ipynb", nbformat.writes(nb)), template).error
     assert "more than the 4,000,000 a submission" in map_submission(write(tmp_path, "c.py", "# " + "+" * 4_100_000 + "\n"), template).error
+
+
+def test_an_answer_of_megabytes_in_a_script_is_refused(tmp_path):
+    """A fourth outside tester's Colab .py: one answer held a 3.5 MB string, under the script's 4,000,000 in all."""
+    from nbconvert import PythonExporter
+
+    template = template_of(NB1)
+    nb = nbformat.reads(synthetic.submission(NB1, "complete")[1].decode(), as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "masked_softmax")
+    cell.source += "\n_padding = '" + "x" * 1_500_000 + "'\n"
+    script, _ = PythonExporter().from_notebook_node(nb)
+    error = map_submission(write(tmp_path, "a.py", script), template).error
+    assert error and error.startswith("the answer `masked_softmax` holds 1,5") and "more than the 1,000,000" in error, error
