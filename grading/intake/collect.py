@@ -80,7 +80,7 @@ SKIP_PARTS = (".ipynb_checkpoints", "__MACOSX")
 # the profile (Moodle: "Mallory 22222_33333_assignsubmission_...") and the uploaded file's name.
 LMS_RULES: list[tuple[str, re.Pattern]] = [
     ("Moodle", re.compile(r"(?:^|/)(?P<name>[^/]*?)_(?P<student>\d+)_assignsubmission_")),
-    ("Canvas", re.compile(r"^(?P<name>[^_/]+)(?:_LATE)?_(?P<student>\d+)_\d+_")),
+    ("Canvas", _CANVAS_ID := re.compile(r"^(?P<name>[^_/]+)(?:_LATE)?_(?P<student>\d+)_\d+_")),
     ("Blackboard", re.compile(r"^(?:[^/]*?_)?(?P<student>[^_/]+)_attempt_")),
 ]
 # Every place in a name where a scheme could read an id: the LMS writes one; a second one is the student's own text
@@ -96,7 +96,7 @@ def lms_ids(relpath: str) -> set[str]:
     parts = relpath.split("/")
     moodle = next((part for part in parts if _MOODLE_IDS.search(part)), "")
     ids = {m.group(1) for m in _MOODLE_IDS.finditer(moodle)} | {m.group(1) for m in _BLACKBOARD_IDS.finditer(parts[0])}
-    canvas = LMS_RULES[1][1].match(relpath)
+    canvas = _CANVAS_ID.match(relpath)
     if canvas:
         ids.add(canvas.group("student"))
     return {clean_id(i) for i in ids} - {""}
@@ -136,10 +136,8 @@ def _match(relpath: str, pattern: re.Pattern | None) -> tuple[str | None, str, s
         m = pattern.search(relpath)
         return (clean_id(m.group("student")) if m else None), "--pattern", (m.group(0) if m else "")
     # A name that follows an LMS's scheme takes its id from that scheme, never from a bare number or a
-    # "name - file" inside it: the student chose the profile name ("Mallory 22222") and the file name.
-    # Every LMS writes its id before the uploaded file's name, and that file name can look like another
-    # LMS's scheme (a Canvas upload named "x_11111_assignsubmission_.ipynb" reads as Moodle's student
-    # 11111): so the id that ends first in the path wins; rule order breaks ties.
+    # "name - file" inside it (the student chose the profile name, "Mallory 22222", and the file name); a name
+    # from which the schemes read two ids goes to no one.  Among matches of one id, the first to end wins.
     several = lms_ids(relpath)
     if len(several) > 1:
         return None, "ambiguous", ", ".join(sorted(several))
@@ -548,7 +546,10 @@ def collect(download: Path, into: Path, pattern: str | None = None, assignment: 
             dry_run: bool = False, log=print) -> int:
     """Copy the files; return the number of submissions collected.  Raises CollectError (exit 2)."""
     say = log
-    log = lambda message: say(text.line(message))  # noqa: E731 - every line quotes names that students chose
+
+    def log(message: str) -> None:  # every line quotes names that students chose
+        say(text.line(message))
+
     download, into = Path(download), Path(into)
     check_assignment(assignment)
     if into.exists() and not into.is_dir():

@@ -775,26 +775,24 @@ def _restored_in_answers(script: Script, units: list[Unit], intake: Intake) -> l
     return notes
 
 
-def _check_size(nb: nbformat.NotebookNode) -> None:
-    def size(cell) -> int:
-        source = cell.get("source") if isinstance(cell, dict) else None
-        return len(source) if isinstance(source, str) else sum(len(x) for x in source if isinstance(x, str)) if isinstance(source, list) else 0
+def _refuse_long(said: str, size: int, limit: int, unit: str) -> None:
+    """``said``: what holds the text, with ``{}`` for its size ("cell 3 holds {} characters")."""
+    if size > limit:
+        raise IntakeError(f"{said.format(f'{size:,}')}, more than the {limit:,} {unit} may have: not graded "
+                          "(remove what is not your answer and hand it in again)")
 
-    sizes = [size(cell) for cell in nb.get("cells", [])]
+
+def _check_size(nb: nbformat.NotebookNode) -> None:
+    """Before anything is parsed: each cell's source and all of them together (nbformat has joined them into strings)."""
+    sizes = [len(cell.get("source", "")) if isinstance(cell, dict) else 0 for cell in nb.get("cells", [])]
     for index, size in enumerate(sizes):
-        if size > CELL_MAX_CHARS:
-            raise IntakeError(f"cell {index + 1} holds {size:,} characters, more than the {CELL_MAX_CHARS:,} a cell may have: "
-                              "not graded (remove what is not your answer and hand it in again)")
-    if sum(sizes) > SOURCE_MAX_CHARS:
-        raise IntakeError(f"the cells hold {sum(sizes):,} characters together, more than the {SOURCE_MAX_CHARS:,} a "
-                          "notebook may have: not graded (remove what is not your answer and hand it in again)")
+        _refuse_long(f"cell {index + 1} holds {{}} characters", size, CELL_MAX_CHARS, "a cell")
+    _refuse_long("the cells hold {} characters together", sum(sizes), SOURCE_MAX_CHARS, "a notebook")
 
 
 def _check_answer_sizes(intake: Intake) -> None:
     for gid, source in intake.answer_source.items():
-        if len(source) > CELL_MAX_CHARS:
-            raise IntakeError(f"the answer `{gid}` holds {len(source):,} characters, more than the {CELL_MAX_CHARS:,} a cell may "
-                              "have: not graded (remove what is not your answer and hand it in again)")
+        _refuse_long(f"the answer `{gid}` holds {{}} characters", len(source), CELL_MAX_CHARS, "a cell")
 
 
 def map_submission(path: Path, template: Template) -> Intake:
@@ -804,9 +802,7 @@ def map_submission(path: Path, template: Template) -> Intake:
     try:
         text = read_text(path)
         if path.suffix.lower() == ".py":
-            if len(text) > SOURCE_MAX_CHARS:
-                raise IntakeError(f"the script holds {len(text):,} characters, more than the {SOURCE_MAX_CHARS:,} a submission "
-                                  "may have: not graded (remove what is not your answer and hand it in again)")
+            _refuse_long("the script holds {} characters", len(text), SOURCE_MAX_CHARS, "a submission")
             script = parse_script(text)
             texts = [item[4] for item in script.items if item[4] is not None]
             colab = bool(texts) and (COLAB_MARK in texts[0] or COLAB_ORIGIN.search(texts[0]) is not None)
