@@ -75,6 +75,13 @@ ZIP_MAX_ENTRIES = 20_000
 ZIP_MAX_BYTES = 4 * 1024**3  # uncompressed, all notebooks and scripts together
 ZIP_MAX_FILE = 256 * 1024**2  # one file
 SKIP_PARTS = (".ipynb_checkpoints", "__MACOSX")
+_BLACKBOARD_RECEIPT = re.compile(r"_attempt_[\d-]+\.txt$", re.IGNORECASE)
+
+
+def _not_a_hand_in(name: str) -> bool:
+    """Files an operating system or the LMS itself puts next to hand-ins: hidden files (.DS_Store), Windows'
+    Thumbs.db and desktop.ini, Blackboard's receipt (<assignment>_<user>_attempt_<date-time>.txt)."""
+    return name.startswith(".") or name.lower() in ("thumbs.db", "desktop.ini") or bool(_BLACKBOARD_RECEIPT.search(name))
 
 # An LMS's own naming scheme: the id in it is the LMS's.  Around it are texts the student chose: the name in
 # the profile (Moodle: "Mallory 22222_33333_assignsubmission_...") and the uploaded file's name.
@@ -276,7 +283,7 @@ def _files(download: Path, others: list[str] | None = None) -> list[Path]:
                 continue
             if path.suffix.lower() in SUFFIXES:
                 found.append(path)
-            elif others is not None and not name.startswith("."):
+            elif others is not None and not _not_a_hand_in(name):
                 others.append(path.relative_to(download).as_posix())
     return found
 
@@ -403,7 +410,7 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                 if _is_symlink(info):
                     skipped.append(f"{info.filename}: a symbolic link")
                     continue
-                if any(p in SKIP_PARTS for p in parts):  # macOS resource forks, checkpoints: not hand-ins
+                if any(p in SKIP_PARTS for p in parts) or _not_a_hand_in(parts[-1]):  # resource forks, checkpoints, .DS_Store
                     continue
                 if not info.filename.lower().endswith(SUFFIXES):
                     kind = "a zip inside the zip: extract it and collect its folder" if info.filename.lower().endswith(".zip") \

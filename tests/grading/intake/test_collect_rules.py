@@ -168,3 +168,20 @@ def test_collect_prints_no_control_characters(tmp_path):
     assert not any(ch in run.stdout + run.stderr for ch in "\x1b\x07\r"), repr(run.stdout)
     assert not any(line.startswith("id collision") for line in run.stdout.splitlines()), run.stdout
     assert "FAKE all clean" in run.stdout  # the name is still shown, inert
+
+
+def test_system_files_and_lms_receipts_are_not_listed_as_hand_ins(tmp_path):
+    """An instructor's messy downloads: .DS_Store, Thumbs.db and Blackboard's receipt were listed as skipped
+    hand-ins ("ask the student for the notebook"), next to a real PDF hand-in."""
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"HW1_jsmith_attempt_2026-11-21-08-01-02_{STEM}.ipynb", "nb")
+        z.writestr("HW1_jsmith_attempt_2026-11-21-08-01-02.txt", "receipt")
+        z.writestr(".DS_Store", "x")
+        z.writestr("Jane Doe_10001_assignsubmission_file_/.DS_Store", "x")
+        z.writestr("Jane Doe_10001_assignsubmission_file_/Thumbs.db", "x")
+        z.writestr("Ana Perez_10007_assignsubmission_file_/report.pdf", "pdf")
+    lines = []
+    collect(archive, tmp_path / "submitted", log=lines.append)
+    skipped = [line for line in lines if line.startswith("skipped in the zip")]
+    assert len(skipped) == 1 and "report.pdf" in skipped[0], lines
