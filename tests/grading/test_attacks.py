@@ -1186,7 +1186,11 @@ def test_io_uring_is_refused(attacked):
 def test_memory_dropped_and_replaced_by_file_pages_hides_nothing(attacked):
     scores = attacked["scores"]
     assert scores[("k_give_back", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
-    assert "needed 32 MiB of memory" in attacked["report"].split("== k_give_back")[1].split("\n== ")[0]
+    section = attacked["report"].split("== k_give_back")[1].split("\n== ")[0]
+    # the visible check quotes its measure: at least the whole 32 MiB (batch, n, m, d) tensor.  Not exactly 32:
+    # on a loaded CI machine the same answer scored the same (both checks failed) and the quote was another number
+    quoted = [int(n) for n in re.findall(r"needed (\d+) MiB of memory", section)]
+    assert quoted and min(quoted) >= 31, section
 
 
 def test_a_hidden_memory_check_quotes_no_number_of_the_answer(attacked):
