@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import os
 import select
 import socket
@@ -82,6 +83,9 @@ def describe_status(status: int) -> str:
     return f"the process exited with status {code}"
 
 
+PREPARED_BYTES = 16 << 20  # the replies of a notebook's first cells (their figures)
+
+
 class Runner:
     """One worker's zygote (sandboxed unless ``sandbox`` is None); serves submissions one after another."""
 
@@ -89,6 +93,7 @@ class Runner:
         self.sandbox = sandbox
         self.options = options
         self.deadline: float | None = None  # monotonic time by which the current cell's requests must be answered
+        self.prepared: dict[str, list[dict]] = {}  # key of the course's first cells -> their replies (see prepare)
         self.channel: socket.socket | None = None
         self.control, theirs = socket.socketpair()
         argv = [sys.executable, "-m", "grading.sandboxed.runner", str(theirs.fileno())]
@@ -167,21 +172,49 @@ class Runner:
         return (f"killed by signal {-code}" if code < 0 else f"exit status {code}") + (f" ({tail[0][:200]})" if tail else "")
 
     # ------------------------------------------------------------------ submissions
-    def begin(self) -> None:
-        """A fresh, isolated process for the next submission, reachable only through a new channel."""
+    def prepare(self, cells: tuple[str, ...]) -> str | None:
+        """Have the zygote run the course's first ``cells`` once (in a preparer of its own); their replies then
+        stand for every submission's run of them.  The key to begin from, or None when they did not run."""
+        key = hashlib.sha256("\0".join(cells).encode()).hexdigest()[:32]
+        if key in self.prepared:
+            return key
+        self._control({"op": Op.PREPARE.value, "key": key, "cells": list(cells)})
+        try:
+            reply = self._frame(self.control, time.monotonic() + self.options.startup_timeout, PREPARED_BYTES)
+        except RunnerError:
+            self.close()
+            raise
+        replies = reply.get("prepared")
+        if not isinstance(replies, list) or len(replies) != len(cells) or not all(isinstance(r, dict) for r in replies):
+            return None
+        self.prepared[key] = replies
+        return key
+
+    def begin(self, first_cells: tuple[str, ...] = ()) -> list[dict]:
+        """A fresh, isolated process for the next submission, reachable only through a new channel.
+
+        With ``first_cells`` (the course's cells before the first answer, unchanged in this submission) the
+        process starts from their state, run once per zygote, and their replies are returned: the caller
+        uses them instead of running those cells.  Otherwise (or when they could not be prepared) it
+        starts from nothing and the list is empty."""
+        key = self.prepare(first_cells) if first_cells else None
         ours, theirs = socket.socketpair()
         limits = self.options.limits
-        message = {"op": Op.BEGIN.value, "limits": {
+        message = {"op": Op.BEGIN.value, "prepared": key, "limits": {
             "memory_bytes": limits.memory_bytes, "cpu_seconds": limits.cpu_seconds,
             "scratch_bytes": limits.scratch_bytes, "reply_bytes": self.options.reply_bytes,
         }}
         try:
-            protocol.send_with_fd(self.control, message, theirs.fileno())
+            protocol.send_with_fds(self.control, message, [theirs.fileno()])
         except OSError as exc:
             raise RunnerError("runner died", self._exit_detail()) from exc
         finally:
             theirs.close()
         started = self._control_reply(self.options.startup_timeout)
+        if started.get("unprepared"):  # its preparer is gone: this submission runs every cell itself
+            ours.close()
+            self.prepared.pop(key, None)
+            return self.begin()
         problems = started.get("problems") or []
         if self.sandbox is not None and problems:
             ours.close()
@@ -191,6 +224,7 @@ class Runner:
         ready = self._reply(self.options.startup_timeout)
         if not ready.get("ready"):
             raise RunnerError("protocol", "the submission process did not start")
+        return self.prepared[key] if key is not None else []
 
     def _reply(self, timeout: float) -> dict:
         """The submission's reply, unless the zygote reports first that the submission is gone."""

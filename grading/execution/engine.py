@@ -71,6 +71,14 @@ def runner_for(options: GradeOptions) -> Runner:
     return runner
 
 
+def first_cells(template: Template) -> dict[int, str]:
+    """The course's own code cells before its first answer or check, index -> source: the same in every
+    submission that kept them, so they run once per zygote (:meth:`Runner.begin`)."""
+    first = min((p.index for p in template.parts.values() if p.kind in ("answer", "test")), default=len(template.nb.cells))
+    return {index: cell.source for index, cell in enumerate(template.nb.cells[:first])
+            if cell.cell_type == "code" and cell.source.strip()}
+
+
 def close_runners() -> None:
     for runner in list(_RUNNERS.values()):
         runner.close()
@@ -441,9 +449,12 @@ def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions
     """Run ``nb`` (outputs written into it) with student code sandboxed and verdicts decided here."""
     log = ExecLog()
     t0 = time.perf_counter()
+    first = first_cells(template)
+    if any(index >= len(nb.cells) or nb.cells[index].source != source for index, source in first.items()):
+        first = {}  # not the course's cells as released: this submission runs every cell itself
     try:
         runner = runner_for(options)
-        runner.begin()
+        prepared = dict(zip(first, runner.begin(tuple(first.values()))))
     except (RunnerError, OSError) as exc:
         close_runners()
         log.start_error = f"the sandbox could not start: {exc}"
@@ -456,7 +467,7 @@ def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions
     answers = frozenset(template.answer_names)
     ns = TrustedNamespace()
     try:
-        _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
+        _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log, prepared)
     finally:
         runner.deadline = None
         try:
@@ -492,7 +503,8 @@ WITHHELD = "(message not shown: raised after a hidden check had called your code
 NOT_RUN = "(not run while grading: this cell comes after the last check, so it cannot change a score)\n"
 
 
-def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log) -> None:
+def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log, prepared: dict[int, dict]) -> None:
+    """Every cell in order; the course's first cells (``prepared``: index -> reply) already ran, once per zygote."""
     answer_cells = {p.index for p in template.answers}
     hidden_seen = False
     needed = _check_inputs(template)
@@ -519,7 +531,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log)
                 given = _is_given(cell)
                 if index in answer_cells:
                     log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected)]
-                reply = runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
+                reply = prepared.get(index) or runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
                 notes = reply.get("neutralised")
                 for note in (notes if isinstance(notes, list) and not hidden_seen else [])[:20]:
                     log.neutralised.append(f"{describe_cell(template, index)}: {_text_of(note, 200)}")

@@ -10,9 +10,13 @@ before they are read.
 
 Channels (the grader creates and owns all of them):
 
-* **control**, a Unix socket between the grader and the runner's zygote: ``begin`` (carrying the
-  submission's channel as a file descriptor), ``interrupt``, ``kill``, ``peak``; the zygote answers
-  ``ready``, ``finished`` and ``peak``.  No process that runs student code ever holds it.
+* **control**, a Unix socket between the grader and the runner's zygote: ``prepare`` (the course's own
+  first cells, to run once), ``begin`` (carrying the submission's channel as a file descriptor),
+  ``interrupt``, ``kill``, ``peak``; the zygote answers ``prepared``, ``started``, ``finished`` and
+  ``peak``.  No process that runs student code ever holds it.
+* **preparer**, a Unix socket pair between the zygote and each of its prepared children (one per
+  notebook's first cells): ``begin`` (carrying the submission's channel and the zygote's report pipe),
+  answered ``forked``.  The zygote made it; the submission's processes close it before any of their code runs.
 * **submission**, a Unix socket pair made fresh for each submission, between the grader and that
   submission's process: requests (:class:`Op`) and their replies.  It dies with the submission.
 """
@@ -41,6 +45,7 @@ class Op(str, enum.Enum):
     INTERRUPT = "interrupt"  # SIGINT to the submission (a cell ran past its limit)
     KILL = "kill"  # end the submission: kill its whole process tree
     PEAK = "peak"  # reset ("reset": True) or read the submission's peak resident memory
+    PREPARE = "prepare"  # run the course's own first cells once ("cells", "key"); submissions start from their state
     # grader -> submission (submission channel)
     EXEC = "exec"  # run a cell's source
     NAMES = "names"  # the names the notebook has defined
@@ -170,10 +175,10 @@ def receive(fd: int, limit: int = 1 << 30) -> dict | None:
     return loads(payload)
 
 
-def send_with_fd(sock: socket.socket, message: dict, fd: int) -> None:
-    """A control message carrying one file descriptor (SCM_RIGHTS) in its first byte."""
+def send_with_fds(sock: socket.socket, message: dict, fds: list[int]) -> None:
+    """A control message carrying file descriptors (SCM_RIGHTS) in its first byte."""
     data = frame(message)
-    socket.send_fds(sock, [data[:1]], [fd])
+    socket.send_fds(sock, [data[:1]], fds)
     sock.sendall(data[1:])
 
 

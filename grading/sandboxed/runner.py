@@ -2,19 +2,26 @@
 
 Started once per grading worker (``python -m grading.sandboxed.runner FD``, inside
 :mod:`grading.execution.sandbox`; FD is its end of the control socket), the **zygote** imports
-torch, IPython and matplotlib once, then waits for ``begin``.  For each submission:
+torch, IPython and matplotlib once, then waits for ``prepare`` and ``begin``.
+
+0. on ``prepare`` (once per notebook) the zygote forks a **preparer**, which runs the course's cells
+   before the notebook's first answer (the grader's copy, never a student's) and then waits;
+
+For each submission:
 
 1. the grader makes a fresh socket pair and sends one end with ``begin``;
-2. the zygote forks an **isolator**, which closes the control socket (no process that runs student
-   code ever holds it), enters new user, mount, IPC and PID namespaces, and mounts fresh, size-limited
-   tmpfs folders on ``/tmp``, ``/dev/shm`` and the working folder;
+2. the zygote (or, for a prepared notebook, its preparer, through a middle process that exits at once
+   so that the isolator becomes the zygote's child) forks an **isolator**, which closes the control
+   and preparer sockets (no process that runs student code ever holds them), enters new user, mount,
+   IPC and PID namespaces, and mounts fresh, size-limited tmpfs folders on ``/tmp``, ``/dev/shm``
+   and the working folder;
 3. the isolator forks the **submission process** (PID 1 of its new namespace, killed with the
    isolator): it drops every capability, sets its rlimits and serves the grader's requests on its
    socket: execute a cell, list names, fetch a value, call a function.  It never sees a test's
    expected values and never decides a verdict;
 4. on ``kill`` (or when the submission process dies) the zygote kills the isolator, waits until no
    process of the submission is left, and only then answers ``finished``.  The next submission
-   starts from the zygote's untouched state: nothing of this one survives.
+   starts from the zygote's (or the preparer's) untouched state: nothing of this one survives.
 
 Calls that check how an answer computes (``peak``) are measured by the zygote from outside, as the
 submission process's peak resident memory (``VmHWM``), which the student's code cannot switch off.
@@ -500,8 +507,30 @@ def _tensor_paths(args, kwargs) -> dict:
     return found
 
 
-def _submission_process(channel: int, limits: dict, torch_module) -> None:
-    """PID 1 of the submission's namespaces: drop privileges, set limits, serve."""
+def _isolator(report: int, channel: int, limits: dict, torch_module, prepared: Submission | None) -> None:
+    """Between the zygote and a submission: enter new namespaces, fork the submission's process, report
+    both pids (``isolator\nsubmission\nproblems``) on ``report`` and wait for it.  Never returns."""
+    try:
+        problems = isolate(int(limits.get("scratch_bytes", 256 << 20)))
+        child = os.fork()
+        if child == 0:
+            os.close(report)
+            _submission_process(channel, limits, torch_module, prepared)
+            os._exit(0)
+        os.close(channel)
+        os.write(report, f"{os.getpid()}\n{child}\n{'|'.join(problems)}".encode())
+        os.close(report)
+        _, status = os.waitpid(child, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(70)
+
+
+def _submission_process(channel: int, limits: dict, torch_module, prepared: Submission | None = None) -> None:
+    """PID 1 of the submission's namespaces: drop privileges, set limits, serve (from the state of the
+    course's first cells when ``prepared``: they ran in the preparer this process was forked from)."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _drop_capabilities()
     # Dumpable again (the zygote is not, and forks inherit that): the zygote reads this process's memory
@@ -517,8 +546,45 @@ def _submission_process(channel: int, limits: dict, torch_module) -> None:
         if limits.get(key):
             resource.setrlimit(getattr(resource, name), (limits[key], limits[key]))
     os.chdir(SCRATCH)
-    torch_module.manual_seed(0)
-    Submission(torch_module, channel, int(limits.get("reply_bytes", 64 << 20))).serve()
+    reply_bytes = int(limits.get("reply_bytes", 64 << 20))
+    if prepared is None:
+        torch_module.manual_seed(0)
+        prepared = Submission(torch_module, channel, reply_bytes)
+    prepared.channel, prepared.reply_bytes = channel, reply_bytes
+    prepared.serve()
+
+
+def _preparer(sock: socket.socket, cells: list, torch_module) -> None:
+    """A child of the zygote that runs the course's first cells once and then forks, from their state, the
+    isolator of each submission of that notebook.  Never returns.
+
+    The cells are the grader's copy of the released notebook's locked cells, sent only for submissions
+    whose own are the same: no student's code runs here, so the state every submission inherits is the
+    course's.  The isolator is forked through a short-lived middle process: orphaned, it becomes the
+    zygote's child (the zygote is the subreaper), which waits for it, measures it and kills it as for
+    one it forked itself.
+    """
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    torch_module.manual_seed(0)  # as a submission process starts
+    prepared = Submission(torch_module, -1, 0)
+    replies = [prepared.op_exec({"source": str(source), "figures": True}) for source in cells]
+    files = sorted(f"{dev} {inode}" for dev, inode in _file_ids("/proc/self/maps"))  # its fonts: not answers'
+    sock.sendall(protocol.frame({"prepared": replies, "files": files}))
+    while True:
+        request, fds = protocol.receive_with_fds(sock)
+        if request is None or len(fds) != 2:
+            os._exit(0)
+        channel, report = fds
+        middle = os.fork()
+        if middle == 0:
+            sock.close()
+            if os.fork() == 0:
+                _isolator(report, channel, request.get("limits", {}), torch_module, prepared)
+            os._exit(0)
+        os.close(channel)
+        os.close(report)
+        os.waitpid(middle, 0)  # the isolator is the zygote's now
+        sock.sendall(protocol.frame({"forked": True}))
 
 
 # ---------------------------------------------------------------------------------- the zygote
@@ -528,6 +594,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # A memory map this long, or this slow to read, is not read to the end: the reading fails, and so does the
 # check (a submission process of the course maps about 2 MB of smaps text).
 SMAPS_BYTES, SMAPS_SECONDS = 32 << 20, 3.0
+MAX_PREPARERS = 4  # prepared first cells kept per zygote (the course has three notebooks)
+MAX_MESSAGE_PREPARED = 16 << 20  # the replies of a notebook's first cells (their figures)
 
 
 def _file_ids(maps: str) -> set[tuple[str, str]]:
@@ -585,44 +653,100 @@ class Zygote:
         self.measuring, self.lowest_seen, self.faults_at_reset = False, 0, 0  # see peak()
         self.own_at_reset = self.lowest_own = 0
         self.libraries = _file_ids("/proc/self/maps")  # mapped before any student code: not theirs to fill
+        self.preparers: dict[str, tuple[int, socket.socket]] = {}  # key of the first cells -> (pid, socket)
 
     def reply(self, message: dict) -> None:
         self.control.sendall(protocol.frame(message))
 
-    def begin(self, request: dict, fds: list[int]) -> None:
-        limits = request.get("limits", {})
-        report_r, report_w = os.pipe()
+    def prepare(self, request: dict) -> None:
+        """Fork a preparer (:func:`_preparer`) for these first cells, once per ``key``; reply their outputs."""
+        key = str(request.get("key", ""))[:64]
+        if key in self.preparers:
+            self.reply({"prepared": None})
+            return
+        if len(self.preparers) >= MAX_PREPARERS:  # the least recently made goes
+            self._drop_preparer(next(iter(self.preparers)))
+        ours, theirs = socket.socketpair()
         pid = os.fork()
-        if pid == 0:  # the isolator
+        if pid == 0:
             try:
                 self.control.close()
-                os.close(report_r)
-                problems = isolate(int(limits.get("scratch_bytes", 256 << 20)))
-                child = os.fork()
-                if child == 0:
-                    os.close(report_w)
-                    _submission_process(fds[0], limits, self.torch)
-                    os._exit(0)
-                os.close(fds[0])
-                os.write(report_w, f"{child}\n{'|'.join(problems)}".encode())
-                os.close(report_w)
-                _, status = os.waitpid(child, 0)
-                os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+                ours.close()
+                for _, sock in self.preparers.values():
+                    sock.close()
+                _preparer(theirs, list(request.get("cells", [])), self.torch)
             except BaseException:
                 traceback.print_exc()
                 sys.stderr.flush()
-                os._exit(70)
-        for fd in fds:
-            os.close(fd)
-        os.close(report_w)
+            os._exit(70)
+        theirs.close()
+        prepared = protocol.receive(ours.fileno(), limit=MAX_MESSAGE_PREPARED)
+        if prepared is None:
+            os.waitpid(pid, 0)
+            ours.close()
+            self.reply({"prepared": None})
+            return
+        self.preparers[key] = (pid, ours)
+        self.libraries |= {tuple(f.split(" ", 1)) for f in prepared.get("files", [])}
+        self.reply({"prepared": prepared.get("prepared")})
+
+    def _drop_preparer(self, key: str) -> None:
+        pid, sock = self.preparers.pop(key)
+        sock.close()  # it exits on end of file
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+    def begin(self, request: dict, fds: list[int]) -> None:
+        limits = request.get("limits", {})
+        key = request.get("prepared")
+        report_r, report_w = os.pipe()
+        if key is not None:
+            if not self._fork_prepared(str(key), limits, fds, report_w):
+                os.close(report_r)
+                self.reply({"started": False, "unprepared": True})
+                return
+        else:
+            pid = os.fork()
+            if pid == 0:
+                self.control.close()
+                os.close(report_r)
+                for _, sock in self.preparers.values():
+                    sock.close()
+                _isolator(report_w, fds[0], limits, self.torch, None)
+            for fd in fds:
+                os.close(fd)
+            os.close(report_w)
         text = b""
         while chunk := os.read(report_r, 4096):
             text += chunk
         os.close(report_r)
-        self.isolator = pid
-        first, _, problems = text.decode().partition("\n")
+        isolator, _, rest = text.decode().partition("\n")
+        first, _, problems = rest.partition("\n")
+        self.isolator = int(isolator) if isolator.strip().isdigit() else None
         self.process = int(first) if first.strip().isdigit() else None
         self.reply({"started": True, "problems": [p for p in problems.split("|") if p]})
+
+    def _fork_prepared(self, key: str, limits: dict, fds: list[int], report_w: int) -> bool:
+        """Have the preparer for ``key`` fork the submission's isolator; False when there is none (any more)."""
+        entry = self.preparers.get(key)
+        try:
+            if entry is None:
+                return False
+            try:
+                protocol.send_with_fds(entry[1], {"op": Op.BEGIN.value, "limits": limits}, [fds[0], report_w])
+                forked = protocol.receive(entry[1].fileno(), limit=1 << 10)
+            except (OSError, protocol.ProtocolError):
+                forked = None
+            if not (forked or {}).get("forked"):
+                self._drop_preparer(key)
+                return False
+            return True
+        finally:
+            for fd in fds:
+                os.close(fd)
+            os.close(report_w)
 
     def interrupt(self) -> None:
         if self.process is not None:
@@ -724,9 +848,11 @@ class Zygote:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):  # orphans come to us (subreaper): reap them
-                while os.waitpid(-1, os.WNOHANG)[0]:
-                    pass
-            left = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)] if self.own_namespace else []
+                while reaped := os.waitpid(-1, os.WNOHANG)[0]:
+                    for key in [k for k, (pid, _) in self.preparers.items() if pid == reaped]:
+                        self.preparers.pop(key)[1].close()  # a preparer died: its pid must not stay exempt
+            keep = {1, me, *(pid for pid, _ in self.preparers.values())}
+            left = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep] if self.own_namespace else []
             if self.process is not None and os.path.exists(f"/proc/{self.process}"):
                 left.append(self.process)
             if not left:
@@ -769,6 +895,8 @@ class Zygote:
                 self.begin(request, fds)
             elif op == Op.INTERRUPT.value:
                 self.interrupt()
+            elif op == Op.PREPARE.value:
+                self.prepare(request)
             elif op == Op.PEAK.value:
                 self.reply(self.peak(bool(request.get("reset"))))
             elif op == Op.KILL.value:
@@ -777,18 +905,54 @@ class Zygote:
                 self.reply({"finished": True, "status": self.status or 0, "died": died})
 
 
+def _share_mathtext_layouts() -> None:
+    """Let every figure reuse the mathtext layouts any figure made before it.
+
+    Matplotlib caches a parsed ``$...$`` string per parser, and each new figure's renderer has a parser of
+    its own: every log-axis tick label (``$\\mathdefault{10^{-6}}$``) is parsed again, about 15 ms each, for
+    every figure, twice when the figure is laid out at one resolution and saved at another.  One notebook-03
+    figure spent 0.4 s of its 0.6 s there.  Keyed on everything a layout depends on except which parser
+    asked, the cache is filled once in the zygote (:func:`_warm_up`) and inherited by every submission.
+    A layout is read-only once made (the renderer copies its image), so sharing it changes no pixel.
+    """
+    import functools
+
+    from matplotlib.mathtext import MathTextParser
+
+    parse = MathTextParser._parse_cached.__wrapped__
+    parsers = {kind: MathTextParser(kind) for kind in ("path", "agg")}
+
+    @functools.lru_cache(4096)
+    def shared(output_type, s, dpi, prop, antialiased, load_glyph_flags):
+        parser = parsers["path" if output_type == "vector" else "agg"]
+        return parse(parser, s, dpi, prop, antialiased, load_glyph_flags)
+
+    def cached(self, s, dpi, prop, antialiased, load_glyph_flags):
+        return shared(self._output_type, s, dpi, prop, antialiased, load_glyph_flags)
+
+    MathTextParser._parse_cached = cached
+
+
 def _warm_up() -> None:
     """Draw once what the course's figures draw and run the layers its cells run, before any fork.
 
     Matplotlib loads its fonts, builds its mathtext parser and fills its glyph caches on the first
     figure it renders (about 0.2 s); torch sets up its kernels on first use.  Done here, every
-    submission process inherits the result instead of paying for it again.
+    submission process inherits the result instead of paying for it again.  The log axes span
+    10^-12 to 10^12, so that the tick labels of any log plot of the course are parsed already, at the
+    resolution a figure is laid out at and the one it is captured at.
     """
     import matplotlib.pyplot as plt
     import torch
 
     import attnkit
 
+    wide = torch.logspace(-12, 12, 25)
+    for span in ((0, 25), (0, 13), (12, 25), (6, 19)):  # every decade as an end and inside a range: ticks differ
+        fig, axes = plt.subplots(figsize=(4, 3))
+        axes.loglog(wide[span[0]:span[1]], wide[span[0]:span[1]])
+        fig.tight_layout()
+        _capture_figures(None)
     x = torch.logspace(-6, 4, 12)
     attnkit.show_heatmaps(torch.softmax(x.log().reshape(1, 3, 4), dim=-1), titles=["warm"], suptitle="warm")
     fig, (log_axes, bars) = plt.subplots(1, 2, figsize=(5, 3))
@@ -819,6 +983,7 @@ def main(control_fd: int, own_namespace: bool) -> int:
     # The first TorchDispatchMode imports ~900 modules (sympy, ...): pay that once here, not in
     # every submission (attnkit.peak_memory, in a student's own run of a check, uses one).
     attnkit.peak_memory(lambda: torch.ones(1) + 1)
+    _share_mathtext_layouts()
     _warm_up()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/fd or mem of this process for the same uid
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # a submission's orphans are ours to reap and to count

@@ -7,6 +7,7 @@ are decided in this process (grading.execution.engine).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,87 @@ def test_a_tensor_with_attributes_of_its_own_is_refused():
     with pytest.raises(LimitExceeded, match="attributes of its own"):
         checked(received, Budget(1 << 20))
     assert torch.equal(checked(torch.ones(3), Budget(1 << 20)), torch.ones(3))  # a plain tensor still passes
+
+
+def test_the_notebooks_first_cells_run_once_per_zygote_and_look_as_if_run_each_time(tmp_path):
+    """The course's cells before the first answer run once, in a preparer forked from the zygote; each
+    submission is forked from their state.  Their outputs are those of a run of its own, the state they leave
+    is there (the answers use it), and a submission whose first cells differ from the released ones runs
+    them itself."""
+    import nbformat
+
+    from grading.execution.engine import execute, first_cells, runner_for
+    from grading.intake.mapping import map_submission
+    from grading.intake.template import load_template
+
+    template = load_template(NB.source, NB.assignment, NB.name)
+    first = first_cells(template)
+    assert len(first) >= 2 and all(i < min(p.index for p in template.answers) for i in first)
+    outputs = []
+    for student in ("s1", "s2"):
+        folder = tmp_path / student
+        folder.mkdir()
+        result, scores = grade(folder)
+        assert scores == FULL, [q.reason for q in result.questions]
+        executed = nbformat.reads(result.executed, as_version=4)
+        outputs.append([executed.cells[i].outputs for i in first])
+    assert outputs[0] == outputs[1] and all(outputs[0])  # the printed variances and the figure, for both
+    runner = runner_for(OPTIONS)
+    known = set(runner.prepared)
+    assert runner.prepare(tuple(first.values())) in known  # prepared already: not run again
+    assert len(runner.prepared[runner.prepare(tuple(first.values()))]) == len(first)
+    # The same cells with a blank line added are not the released ones: that submission runs them itself, and
+    # every cell's outputs equal those of the prepared run.
+    name, data = synthetic.submission(NB, "complete")
+    (tmp_path / name).write_bytes(data)
+    prepared, own = map_submission(tmp_path / name, template).nb, map_submission(tmp_path / name, template).nb
+    for index in first:
+        own.cells[index].source += "\n"
+    execute(prepared, template, OPTIONS, 120)
+    execute(own, template, OPTIONS, 120)
+    assert [c.get("outputs") for c in prepared.cells] == [c.get("outputs") for c in own.cells]
+    dims = next(i for i, source in first.items() if source.startswith("dims ="))
+    own.cells[dims].source += "print('MY OWN RUN')\n"
+    execute(own, template, OPTIONS, 120)
+    assert "MY OWN RUN" in "".join(o.get("text", "") for o in own.cells[dims].outputs)
+
+
+def _preparers(runner) -> list:
+    """The zygote's prepared children, seen from the host: processes of the runner's command whose parent is the zygote."""
+    import psutil
+
+    parents = {}
+    for process in psutil.Process(runner.proc.pid).children(recursive=True):
+        try:
+            if process.cmdline()[1:3] == ["-m", "grading.sandboxed.runner"]:  # (bwrap's own names it too)
+                parents[process] = process.ppid()
+        except psutil.NoSuchProcess:  # the last submission's processes, going
+            continue
+    zygote = [p for p, parent in parents.items() if parent not in {r.pid for r in parents}]
+    assert len(zygote) == 1, parents
+    return [p for p, parent in parents.items() if parent == zygote[0].pid]
+
+
+def test_a_preparer_that_died_costs_one_submission_its_shortcut_not_its_grade(tmp_path):
+    """Were a preparer to die between submissions, the next submission runs every cell itself, and the one after
+    it is prepared again; both keep full marks."""
+    from grading.execution.engine import runner_for
+
+    first, _ = grade(tmp_path)
+    runner = runner_for(OPTIONS)
+    preparers = _preparers(runner)
+    assert preparers and runner.prepared, preparers  # (one per notebook this worker has graded)
+    import psutil
+
+    for process in preparers:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in preparers):
+        time.sleep(0.05)  # dead (the zygote reaps it when the next submission ends)
+    for attempt in ("after", "again"):
+        folder = tmp_path / attempt
+        folder.mkdir()
+        result, scores = grade(folder)
+        assert scores == FULL, (attempt, [q.reason for q in result.questions])
+        assert result.executed == first.executed, attempt
+    assert len(_preparers(runner)) == 1 and runner.prepared  # this notebook's, made again
