@@ -35,6 +35,7 @@ from grading.options import Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SCRATCH = "/scratch"  # the submission's working folder inside the sandbox
+SHARED_TMPFS_BYTES = 64 << 20  # the sandbox-wide /tmp and /scratch beneath each submission's own
 RUNNER_ROOT = "/grader"  # where grading/sandboxed/ is shown: /grader/grading/sandboxed
 STASH = "/grader/stash"  # second view of the Python folders that lie under /tmp (see runner.isolate)
 
@@ -68,8 +69,13 @@ def check_available() -> None:
             "bubblewrap (bwrap) is not installed: `sudo apt-get install bubblewrap` (Debian/Ubuntu) or "
             "`sudo dnf install bubblewrap`; or pass --no-sandbox to run students' code unconfined."
         )
-    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--size", str(SHARED_TMPFS_BYTES), "--tmpfs", "/tmp",
+                            "--unshare-all", "--die-with-parent", "true"], capture_output=True, text=True)
+    if probe.returncode != 0 and "--size" in probe.stderr:
+        raise SandboxUnavailable(
+            f"this bubblewrap is too old: it has no --size ({probe.stderr.strip()}); install bubblewrap 0.6 or "
+            "later, or pass --no-sandbox."
+        )
     if probe.returncode != 0:
         raise SandboxUnavailable(
             f"bubblewrap is installed but cannot create namespaces here ({probe.stderr.strip()}); "
@@ -263,7 +269,10 @@ class Sandbox:
         for name in ETC:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-        args += ["--tmpfs", "/tmp"]  # before the binds: a Python environment may live under /tmp
+        # The sandbox's own /tmp and working folder, under every submission's fresh ones: only the zygote and
+        # its preparers write there (IPython's profile, matplotlib's cache), so they are small.
+        size = ["--size", str(SHARED_TMPFS_BYTES)]
+        args += [*size, "--tmpfs", "/tmp"]  # before the binds: a Python environment may live under /tmp
         for i, root in enumerate(python_roots()):
             args += ["--ro-bind", str(root), str(root)]
             if _under_tmp(root):  # each submission gets a fresh /tmp: it binds these back from here
@@ -272,7 +281,7 @@ class Sandbox:
         args += [
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             "--proc", "/proc",
-            "--tmpfs", SCRATCH,
+            *size, "--tmpfs", SCRATCH,
             "--remount-ro", "/",
             "--chdir", SCRATCH,
             "--unshare-all",  # network, PID, IPC, UTS, cgroup and user namespaces

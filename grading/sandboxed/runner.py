@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import io
 import os
@@ -374,7 +375,13 @@ class Submission:
         self.torch = torch_module
         self.channel = channel
         self.reply_bytes = reply_bytes
-        self.shell = _shell_class().instance()
+        from traitlets.config import Config
+
+        config = Config()
+        # No history database: a preparer's shell would open it in the sandbox-wide working folder, and the
+        # open file would pass to every submission forked from it, a file to leave things in for the next.
+        config.HistoryManager.enabled = False
+        self.shell = _shell_class().instance(config=config)
         self.shell.user_ns["__name__"] = "__main__"
         self.handles: dict[int, object] = {}
         _fake_colab()
@@ -507,11 +514,32 @@ def _tensor_paths(args, kwargs) -> dict:
     return found
 
 
+def _blind_inherited_fds(keep: set[int]) -> None:
+    """Point every inherited descriptor a submission could write through, or read another's data from, at
+    /dev/null: all but ``keep`` and read-only regular files (the fonts matplotlib keeps open).  The number
+    stays taken, so code that still holds it (none is expected) cannot reach a file opened later."""
+    import stat
+
+    null = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep or fd == null:
+            continue
+        try:
+            read_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY and stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:  # the listing's own descriptor, closed already
+            continue
+        if not read_only:
+            os.dup2(null, fd)
+    os.close(null)
+
+
 def _isolator(report: int, channel: int, limits: dict, torch_module, prepared: Submission | None) -> None:
     """Between the zygote and a submission: enter new namespaces, fork the submission's process, report
     both pids (``isolator\nsubmission\nproblems``) on ``report`` and wait for it.  Never returns."""
     try:
         problems = isolate(int(limits.get("scratch_bytes", 256 << 20)))
+        _blind_inherited_fds(keep={0, 1, 2, report, channel})
         child = os.fork()
         if child == 0:
             os.close(report)

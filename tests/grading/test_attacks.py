@@ -884,6 +884,53 @@ NB3 = course.notebooks("03_understanding_attention")[0]
 ODD_ID = "o_\x1b]0;owned\x07\x1b[2Jname\rback"
 
 
+# A student who leaves the answer to masked_softmax where a friend graded after it by the same worker could
+# read it: at an offset far into every file descriptor its process inherited (a preparer's IPython opened its
+# history database in the sandbox-wide working folder, and every submission forked from it held it open) and in
+# every folder it can write.  The friend's own answer is only the reader.
+COLLUDE_MARK = "COLLUDE-1842:"
+COLLUDE_PATHS = ("/scratch/.loot", "/tmp/.loot", "/dev/shm/.loot", "/scratch/.ipython/loot")
+COLLUDER = """
+import os as _os
+_LOOT = (MARK + SOURCE).encode()
+for _fd in range(3, 1024):
+    try:
+        _os.pwrite(_fd, _LOOT, 64 << 20)
+    except OSError:
+        pass
+for _path in PATHS:
+    try:
+        _os.makedirs(_os.path.dirname(_path), exist_ok=True)
+        with open(_path, "wb") as _f:
+            _f.write(_LOOT)
+    except OSError:
+        pass
+"""
+FRIEND = """
+import os as _os
+_found = b""
+for _fd in range(3, 1024):
+    try:
+        _data = _os.pread(_fd, 1 << 16, 64 << 20)
+    except OSError:
+        continue
+    if _data.startswith(MARK.encode()):
+        _found = _data
+for _path in PATHS:
+    try:
+        with open(_path, "rb") as _f:
+            _found = _found or _f.read()
+    except OSError:
+        pass
+print("loot found:", len(_found), "bytes")
+if _found:
+    exec(_found.decode(errors="replace")[len(MARK):].split(chr(0))[0])
+else:
+    def masked_softmax(X, valid_lens):
+        raise NotImplementedError
+"""
+
+
 def _write(folder: Path, student: str, nb, content: bytes, suffix: str = ".ipynb") -> None:
     target = folder / student / nb.assignment / f"{nb.name}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -920,6 +967,13 @@ def _class(folder: Path) -> None:
     _write(folder, "e_nomask", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": NO_MASK.replace("FILL", "")})[1])
     _write(folder, "e_nomask_lens", NB1, synthetic.submission(  # and makes every key "valid" in the caller's valid_lens
         NB1, "complete", overrides={"masked_softmax": NO_MASK.replace("FILL", "valid_lens is None or valid_lens.fill_(X.shape[-1])")})[1])
+    names = {"MARK": repr(COLLUDE_MARK), "PATHS": repr(COLLUDE_PATHS)}
+    colluder = COLLUDER.replace("SOURCE", repr(synthetic.solutions(NB1)["masked_softmax"]))
+    friend = FRIEND
+    for key, value in names.items():
+        colluder, friend = colluder.replace(key, value), friend.replace(key, value)
+    _write(folder, "l_colluder", NB1, _with_prefix(NB1, "masked_softmax", colluder))
+    _write(folder, "l_friend", NB1, nbformat.writes(synthetic.filled(NB1, {"masked_softmax": friend})).encode())
     _write(folder, "k_fourd", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FOUR_D.replace("RESET", "()")})[1])
     for reset in ("/proc/self/clear_refs", "/proc/thread-self/clear_refs"):
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
@@ -1027,7 +1081,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 57, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 59, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -1181,6 +1235,17 @@ def test_io_uring_is_refused(attacked):
     scores = attacked["scores"]
     assert scores[("k_io_uring", "test_DistanceAttention")] <= scores[("k_fourd", "test_DistanceAttention")] < 3
     assert "PermissionError: [Errno 1] io_uring_setup" in attacked["report"].split("== k_io_uring")[1].split("\n== ")[0]
+
+
+def test_a_friend_graded_after_finds_nothing_left_for_it(attacked):
+    """Nothing of one submission reaches the next: not through an inherited file descriptor (none is open for
+    writing), not through a file in any folder it can write."""
+    scores = attacked["scores"]
+    assert scores[("l_colluder", "test_masked_softmax")] == 4
+    assert scores[("l_friend", "test_masked_softmax")] == 0
+    text = _autograded_text(attacked, "l_friend", NB1)
+    assert "loot found: 0 bytes" in text, text[-2000:]
+    assert COLLUDE_MARK not in text
 
 
 def test_memory_dropped_and_replaced_by_file_pages_hides_nothing(attacked):

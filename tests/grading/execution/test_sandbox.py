@@ -194,3 +194,41 @@ def test_the_report_says_which_limits_apply():
     assert any(w.startswith("memory") for w in words) and any("processes" in w for w in words)
     assert "fresh namespaces per submission" in words
     assert enforced_limits(Limits(), sandboxed=False)[0].startswith("none")
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["from the zygote", "from a preparer"])
+def test_a_submission_holds_no_descriptor_it_could_leave_anything_through(prepared):
+    """Every descriptor a submission process inherits is its channel, /dev/null, or a read-only regular file
+    (matplotlib's fonts): nothing it could write into for the next submission to read, prepared or not."""
+    from grading.execution.client import Runner
+    from grading.options import GradeOptions
+
+    options = GradeOptions()
+    runner = Runner(Sandbox(options.limits), options)
+    probe = textwrap.dedent("""
+        import fcntl, os, stat
+        for name in sorted(os.listdir("/proc/self/fd"), key=int):
+            fd = int(name)
+            try:
+                mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue  # the listing's own
+            if not (target == "/dev/null" or stat.S_ISSOCK(mode) or (stat.S_ISREG(mode) and flags == os.O_RDONLY)):
+                print("OPEN", fd, target, flags)
+        sockets = 0
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                sockets += stat.S_ISSOCK(os.fstat(int(name)).st_mode)
+            except OSError:
+                pass
+        print("sockets", sockets)
+    """)
+    try:
+        runner.begin(("import attnkit, torch\nimport matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.title('$x^2$'); plt.show()",) if prepared else ())
+        out = runner.request({"op": "exec", "source": probe}, 30)["stdout"]
+        runner.end()
+    finally:
+        runner.close()
+    assert "OPEN" not in out, out
+    assert "sockets 1" in out, out  # its channel alone
