@@ -50,6 +50,7 @@ from grading.sandboxed.protocol import HANDLE, MAX_MESSAGE, MAX_TEXT, Op
 SCRATCH = os.environ.get("ATTNKIT_SCRATCH") or os.getcwd()
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
+CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 1, 36, 38
 
@@ -146,7 +147,9 @@ def isolate(scratch_bytes: int) -> list[str]:
     """New namespaces and fresh tmpfs folders for this process and its children; what failed, in words."""
     problems = []
     uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID) != 0:
+    # A network namespace of its own too: the sandbox's is the worker's, and its state (sockets left in
+    # TIME_WAIT on chosen loopback ports) outlived one submission for the next to read.
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET) != 0:
         return [f"no private namespaces ({os.strerror(ctypes.get_errno())})"]
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
@@ -515,9 +518,14 @@ def _tensor_paths(args, kwargs) -> dict:
 
 
 def _blind_inherited_fds(keep: set[int]) -> None:
-    """Point every inherited descriptor a submission could write through, or read another's data from, at
-    /dev/null: all but ``keep`` and read-only regular files (the fonts matplotlib keeps open).  The number
-    stays taken, so code that still holds it (none is expected) cannot reach a file opened later."""
+    """Make every inherited descriptor the submission's own, or harmless: all but ``keep``.
+
+    A read-only regular file (a font matplotlib keeps open) is opened again and put in its place: the
+    inherited one shares its file offset and its locks (``flock``, OFD locks) with the zygote or preparer
+    and so with every later submission, 63 bits an offset and any number of locks to leave for the next.
+    The new one is this submission's alone and dies with it.  Any other descriptor (one it could write
+    through) is pointed at /dev/null; the number stays taken, so code that still holds it (none is
+    expected) cannot reach a file opened later."""
     import stat
 
     null = os.open(os.devnull, os.O_RDWR)
@@ -529,8 +537,13 @@ def _blind_inherited_fds(keep: set[int]) -> None:
             read_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY and stat.S_ISREG(os.fstat(fd).st_mode)
         except OSError:  # the listing's own descriptor, closed already
             continue
-        if not read_only:
-            os.dup2(null, fd)
+        own = -1
+        if read_only:
+            with contextlib.suppress(OSError):
+                own = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        os.dup2(own if own >= 0 else null, fd, inheritable=False)
+        if own >= 0:
+            os.close(own)
     os.close(null)
 
 

@@ -232,3 +232,74 @@ def test_a_submission_holds_no_descriptor_it_could_leave_anything_through(prepar
         runner.close()
     assert "OPEN" not in out, out
     assert "sockets 1" in out, out  # its channel alone
+
+
+LEAVE = textwrap.dedent("""
+    import fcntl, os, socket
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if os.fstat(fd).st_size > 0x5EC0000 or True:
+                os.lseek(fd, 0x5EC0000 + fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass
+    for port in (40001, 40002):  # a listener and a connection left behind in the network namespace
+        try:
+            server = socket.socket()
+            server.bind(("127.0.0.1", port))
+            server.listen()
+            client = socket.create_connection(("127.0.0.1", port), timeout=1)
+            server.accept()[0].close()
+            client.close()
+        except OSError as exc:
+            print("network:", exc)
+""")
+FIND = textwrap.dedent("""
+    import fcntl, os
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if os.lseek(fd, 0, os.SEEK_CUR) == 0x5EC0000 + fd:
+                found.append(("offset", fd))
+            again = os.open(os.readlink(f"/proc/self/fd/{fd}"), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            found.append(("lock", fd))
+        os.close(again)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            rows = []
+        found += [("socket", row.split()[1]) for row in rows]
+    print("FOUND", found)
+""")
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["from the zygote", "from a preparer"])
+def test_offsets_locks_and_sockets_die_with_their_submission(prepared):
+    """A submission moves the offset of every descriptor it inherited, locks the files behind them and leaves
+    sockets on loopback; the next submission of the same worker finds none of it: its descriptors are its
+    own and so is its network namespace."""
+    from grading.execution.client import Runner
+    from grading.options import GradeOptions
+
+    options = GradeOptions()
+    runner = Runner(Sandbox(options.limits), options)
+    first = ("import attnkit, torch\nimport matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.title('$x^2$'); plt.show()",) if prepared else ()
+    try:
+        runner.begin(first)
+        runner.request({"op": "exec", "source": "import matplotlib.pyplot as plt\nplt.plot([1]); plt.title('$y$'); plt.show()"}, 30)
+        runner.request({"op": "exec", "source": LEAVE}, 30)
+        runner.end()
+        runner.begin(first)
+        out = runner.request({"op": "exec", "source": FIND}, 30)["stdout"]
+        runner.end()
+    finally:
+        runner.close()
+    assert "FOUND []" in out, out
