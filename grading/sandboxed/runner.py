@@ -13,8 +13,8 @@ For each submission:
 2. the zygote (or, for a prepared notebook, its preparer, through a middle process that exits at once
    so that the isolator becomes the zygote's child) forks an **isolator**, which closes the control
    and preparer sockets (no process that runs student code ever holds them), enters new user, mount,
-   IPC and PID namespaces, and mounts fresh, size-limited tmpfs folders on ``/tmp``, ``/dev/shm``
-   and the working folder;
+   IPC, PID and network namespaces, mounts fresh, size-limited tmpfs folders on ``/tmp``, ``/dev/shm``
+   and the working folder, and makes every inherited descriptor its own (:func:`_blind_inherited_fds`);
 3. the isolator forks the **submission process** (PID 1 of its new namespace, killed with the
    isolator): it drops every capability, sets its rlimits and serves the grader's requests on its
    socket: execute a cell, list names, fetch a value, call a function.  It never sees a test's
