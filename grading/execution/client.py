@@ -83,9 +83,6 @@ def describe_status(status: int) -> str:
     return f"the process exited with status {code}"
 
 
-PREPARED_BYTES = 16 << 20  # the replies of a notebook's first cells (their figures)
-
-
 class Runner:
     """One worker's zygote (sandboxed unless ``sandbox`` is None); serves submissions one after another."""
 
@@ -180,7 +177,7 @@ class Runner:
             return key
         self._control({"op": Op.PREPARE.value, "key": key, "cells": list(cells)})
         try:
-            reply = self._frame(self.control, time.monotonic() + self.options.startup_timeout, PREPARED_BYTES)
+            reply = self._frame(self.control, time.monotonic() + self.options.startup_timeout, protocol.MAX_PREPARED)
         except RunnerError:
             self.close()
             raise

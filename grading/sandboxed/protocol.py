@@ -34,6 +34,7 @@ import zipfile
 HEADER = struct.Struct(">Q")
 MAX_TEXT = 20_000  # characters of a cell's stdout/stderr sent back
 MAX_MESSAGE = 2_000  # characters of an exception message sent back
+MAX_PREPARED = 16 << 20  # bytes of the replies of a notebook's first cells (their figures), on both hops
 HANDLE = "__handle__"  # key of a value that stays in the sandbox (a function, a module, ...)
 
 

@@ -609,7 +609,7 @@ def _preparer(sock: socket.socket, cells: list, torch_module) -> None:
     torch_module.manual_seed(0)  # as a submission process starts
     prepared = Submission(torch_module, -1, 0)
     replies = [prepared.op_exec({"source": str(source), "figures": True}) for source in cells]
-    files = sorted(f"{dev} {inode}" for dev, inode in _file_ids("/proc/self/maps"))  # its fonts: not answers'
+    files = [list(f) for f in sorted(_file_ids("/proc/self/maps"))]  # what the course's cells mapped (fonts): not answers'
     sock.sendall(protocol.frame({"prepared": replies, "files": files}))
     while True:
         request, fds = protocol.receive_with_fds(sock)
@@ -636,7 +636,6 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # check (a submission process of the course maps about 2 MB of smaps text).
 SMAPS_BYTES, SMAPS_SECONDS = 32 << 20, 3.0
 MAX_PREPARERS = 4  # prepared first cells kept per zygote (the course has three notebooks)
-MAX_MESSAGE_PREPARED = 16 << 20  # the replies of a notebook's first cells (their figures)
 
 
 def _file_ids(maps: str) -> set[tuple[str, str]]:
@@ -711,25 +710,27 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             try:
-                self.control.close()
-                ours.close()
-                for _, sock in self.preparers.values():
-                    sock.close()
+                self._leave(ours)
                 _preparer(theirs, list(request.get("cells", [])), self.torch)
             except BaseException:
                 traceback.print_exc()
                 sys.stderr.flush()
             os._exit(70)
         theirs.close()
-        prepared = protocol.receive(ours.fileno(), limit=MAX_MESSAGE_PREPARED)
+        prepared = protocol.receive(ours.fileno(), limit=protocol.MAX_PREPARED)
         if prepared is None:
             os.waitpid(pid, 0)
             ours.close()
             self.reply({"prepared": None})
             return
         self.preparers[key] = (pid, ours)
-        self.libraries |= {tuple(f.split(" ", 1)) for f in prepared.get("files", [])}
+        self.libraries |= {tuple(f) for f in prepared.get("files", [])}
         self.reply({"prepared": prepared.get("prepared")})
+
+    def _leave(self, *extra: socket.socket) -> None:
+        """In a child of the zygote: close the channels that are the zygote's alone (control, preparers)."""
+        for sock in (self.control, *extra, *(sock for _, sock in self.preparers.values())):
+            sock.close()
 
     def _drop_preparer(self, key: str) -> None:
         pid, sock = self.preparers.pop(key)
@@ -743,22 +744,25 @@ class Zygote:
         limits = request.get("limits", {})
         key = request.get("prepared")
         report_r, report_w = os.pipe()
-        if key is not None:
-            if not self._fork_prepared(str(key), limits, fds, report_w):
-                os.close(report_r)
-                self.reply({"started": False, "unprepared": True})
-                return
-        else:
-            pid = os.fork()
-            if pid == 0:
-                self.control.close()
-                os.close(report_r)
-                for _, sock in self.preparers.values():
-                    sock.close()
-                _isolator(report_w, fds[0], limits, self.torch, None)
-            for fd in fds:
+        try:
+            if key is not None:
+                started = self._fork_prepared(str(key), limits, fds[0], report_w)
+            else:
+                if os.fork() == 0:
+                    try:
+                        self._leave()
+                        os.close(report_r)
+                    except BaseException:
+                        os._exit(70)
+                    _isolator(report_w, fds[0], limits, self.torch, None)
+                started = True
+        finally:  # handed on: the isolator holds its own copies
+            for fd in (*fds, report_w):
                 os.close(fd)
-            os.close(report_w)
+        if not started:
+            os.close(report_r)
+            self.reply({"started": False, "unprepared": True})
+            return
         text = b""
         while chunk := os.read(report_r, 4096):
             text += chunk
@@ -769,25 +773,20 @@ class Zygote:
         self.process = int(first) if first.strip().isdigit() else None
         self.reply({"started": True, "problems": [p for p in problems.split("|") if p]})
 
-    def _fork_prepared(self, key: str, limits: dict, fds: list[int], report_w: int) -> bool:
+    def _fork_prepared(self, key: str, limits: dict, channel: int, report_w: int) -> bool:
         """Have the preparer for ``key`` fork the submission's isolator; False when there is none (any more)."""
         entry = self.preparers.get(key)
+        if entry is None:
+            return False
         try:
-            if entry is None:
-                return False
-            try:
-                protocol.send_with_fds(entry[1], {"op": Op.BEGIN.value, "limits": limits}, [fds[0], report_w])
-                forked = protocol.receive(entry[1].fileno(), limit=1 << 10)
-            except (OSError, protocol.ProtocolError):
-                forked = None
-            if not (forked or {}).get("forked"):
-                self._drop_preparer(key)
-                return False
-            return True
-        finally:
-            for fd in fds:
-                os.close(fd)
-            os.close(report_w)
+            protocol.send_with_fds(entry[1], {"op": Op.BEGIN.value, "limits": limits}, [channel, report_w])
+            forked = protocol.receive(entry[1].fileno(), limit=1 << 10)
+        except (OSError, protocol.ProtocolError):
+            forked = None
+        if not (forked or {}).get("forked"):
+            self._drop_preparer(key)
+            return False
+        return True
 
     def interrupt(self) -> None:
         if self.process is not None:
