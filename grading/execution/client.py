@@ -221,6 +221,9 @@ class Runner:
         ready = self._reply(self.options.startup_timeout)
         if not ready.get("ready"):
             raise RunnerError("protocol", "the submission process did not start")
+        if self.sandbox is not None and ready.get("problems"):
+            self.kill()
+            raise RunnerError("isolation failed", "; ".join(str(p) for p in ready["problems"])[:500])
         return self.prepared[key] if key is not None else []
 
     def _reply(self, timeout: float) -> dict:

@@ -22,6 +22,7 @@ Where bubblewrap is missing (macOS, Windows, a container without user namespaces
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ SCRATCH = "/scratch"  # the submission's working folder inside the sandbox
 SHARED_TMPFS_BYTES = 64 << 20  # the sandbox-wide /tmp and /scratch beneath each submission's own
 RUNNER_ROOT = "/grader"  # where grading/sandboxed/ is shown: /grader/grading/sandboxed
 STASH = "/grader/stash"  # second view of the Python folders that lie under /tmp (see runner.isolate)
+PROC_VIEW = "/grader/proc"  # the host's /proc, read-only: lets each submission mount its own (see runner.own_proc)
 
 
 def _under_tmp(path: Path) -> bool:
@@ -102,6 +104,15 @@ def runner_package() -> Path:
 
 def environment(threads: int, sandboxed: bool) -> dict[str, str]:
     """The runner's whole environment: an allowlist, nothing inherited but harmless locale/BLAS settings."""
+    env = _base_environment(threads, sandboxed)
+    if not sandboxed:  # unconfined: each submission's own /proc is mounted beside the host's (see runner.own_proc)
+        env["ATTNKIT_OWN_PROC"] = ""
+    elif own_proc_problem() is None:
+        env["ATTNKIT_OWN_PROC"] = PROC_VIEW
+    return env
+
+
+def _base_environment(threads: int, sandboxed: bool) -> dict[str, str]:
     env = {k: os.environ[k] for k in ENV_PASSED if k in os.environ}
     env.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -263,32 +274,8 @@ class Sandbox:
     cgroups: Cgroups | None = None
 
     def wrap(self, argv: list[str]) -> list[str]:
-        args = ["bwrap", "--tmpfs", "/"]
-        for folder in SYSTEM:
-            args += ["--ro-bind-try", folder, folder]
-        for name in ETC:
-            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-        # The sandbox's own /tmp and working folder, under every submission's fresh ones: only the zygote and
-        # its preparers write there (IPython's profile, matplotlib's cache), so they are small.
-        size = ["--size", str(SHARED_TMPFS_BYTES)]
-        args += [*size, "--tmpfs", "/tmp"]  # before the binds: a Python environment may live under /tmp
-        for i, root in enumerate(python_roots()):
-            args += ["--ro-bind", str(root), str(root)]
-            if _under_tmp(root):  # each submission gets a fresh /tmp: it binds these back from here
-                args += ["--ro-bind", str(root), f"{STASH}/{i}"]
-        args += ["--ro-bind", str(runner_package()), f"{RUNNER_ROOT}/grading/sandboxed"]
-        args += [
-            "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
-            "--proc", "/proc",
-            *size, "--tmpfs", SCRATCH,
-            "--remount-ro", "/",
-            "--chdir", SCRATCH,
-            "--unshare-all",  # network, PID, IPC, UTS, cgroup and user namespaces
-            "--uid", "65534", "--gid", "65534",
-            "--die-with-parent",
-            "--new-session",  # no access to the grader's terminal
-            "--",
+        args = [
+            *_bwrap(own_proc=own_proc_problem() is None),
             "prlimit",
             f"--data={self.limits.memory_bytes}",
             f"--cpu={self.limits.cpu_seconds + 60}",  # each submission sets its own, lower limit
@@ -311,6 +298,52 @@ class Sandbox:
             self.cgroups.remove()
 
 
+def _bwrap(own_proc: bool) -> list[str]:
+    """bwrap's command line, up to and including the ``--`` before the sandboxed command."""
+    args = ["bwrap", "--tmpfs", "/"]
+    for folder in SYSTEM:
+        args += ["--ro-bind-try", folder, folder]
+    for name in ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    # The sandbox's own /tmp and working folder, under every submission's fresh ones: only the zygote and
+    # its preparers write there (IPython's profile, matplotlib's cache), so they are small.
+    size = ["--size", str(SHARED_TMPFS_BYTES)]
+    args += [*size, "--tmpfs", "/tmp"]  # before the binds: a Python environment may live under /tmp
+    for i, root in enumerate(python_roots()):
+        args += ["--ro-bind", str(root), str(root)]
+        if _under_tmp(root):  # each submission gets a fresh /tmp: it binds these back from here
+            args += ["--ro-bind", str(root), f"{STASH}/{i}"]
+    args += ["--ro-bind", str(runner_package()), f"{RUNNER_ROOT}/grading/sandboxed"]
+    if own_proc:
+        args += ["--ro-bind", "/proc", PROC_VIEW]
+    args += [
+        "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+        "--proc", "/proc",
+        *size, "--tmpfs", SCRATCH,
+        "--remount-ro", "/",
+        "--chdir", SCRATCH,
+        "--unshare-all",  # network, PID, IPC, UTS, cgroup and user namespaces
+        "--uid", "65534", "--gid", "65534",
+        "--die-with-parent",
+        "--new-session",  # no access to the grader's terminal
+        "--",
+    ]
+    return args
+
+
+@functools.cache
+def own_proc_problem() -> str | None:
+    """Why a submission could not mount a /proc of its own in this machine's sandbox (None: it can).
+
+    Tried once per grading run, in a sandbox like the workers': the kernel allows it only where the host's
+    /proc has nothing mounted on it (some container runtimes mask parts of it)."""
+    probe = subprocess.run([*_bwrap(own_proc=True), sys.executable, "-m", "grading.sandboxed.runner", "--probe-own-proc"],
+                           capture_output=True, text=True, env={**_base_environment(0, True), "ATTNKIT_OWN_PROC": PROC_VIEW},
+                           timeout=60)
+    return None if probe.returncode == 0 else (probe.stdout.strip() or probe.stderr.strip() or "unknown")[:200]
+
+
 def enforced_limits(limits: Limits, sandboxed: bool) -> list[str]:
     """The limits this machine enforces on a submission, in words (for the report)."""
     if not sandboxed:
@@ -326,4 +359,8 @@ def enforced_limits(limits: Limits, sandboxed: bool) -> list[str]:
     words += [f"CPU {limits.cpu_seconds} s (RLIMIT_CPU)", f"{limits.max_open_files} open files",
               f"files up to {limits.max_file_bytes / 2**20:g} MiB", f"scratch, /tmp and /dev/shm {limits.scratch_bytes / 2**20:g} MiB each",
               "no network", "fresh namespaces per submission"]
+    problem = own_proc_problem()
+    words.append("a /proc of its own per submission" if problem is None else
+                 f"the worker's /proc, read-only, not one of the submission's own ({problem}): a submission can see "
+                 "how many threads earlier ones started")
     return words

@@ -16,7 +16,7 @@ For each submission:
    IPC, PID and network namespaces, mounts fresh, size-limited tmpfs folders on ``/tmp``, ``/dev/shm``
    and the working folder, and makes every inherited descriptor its own (:func:`_blind_inherited_fds`);
 3. the isolator forks the **submission process** (PID 1 of its new namespace, killed with the
-   isolator): it drops every capability, sets its rlimits and serves the grader's requests on its
+   isolator): it mounts a /proc of its own (:func:`own_proc`), drops every capability, sets its rlimits and serves the grader's requests on its
    socket: execute a cell, list names, fetch a value, call a function.  It never sees a test's
    expected values and never decides a verdict;
 4. on ``kill`` (or when the submission process dies) the zygote kills the isolator, waits until no
@@ -48,10 +48,12 @@ from grading.sandboxed import protocol
 from grading.sandboxed.protocol import HANDLE, MAX_MESSAGE, MAX_TEXT, Op
 
 SCRATCH = os.environ.get("ATTNKIT_SCRATCH") or os.getcwd()
+# Set when each submission mounts a /proc of its own; its value is the host's /proc shown for that (see own_proc)
+OWN_PROC = os.environ.get("ATTNKIT_OWN_PROC")
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
 CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 1, 36, 38
 
 
@@ -91,6 +93,10 @@ def _seccomp_filter() -> bool:
       measure reads as a library's pages that no answer could fill;
     * ``madvise`` with advice that hides which pages a call touched, ``process_madvise`` and io_uring (whose
       requests, madvise included, run in kernel threads this filter never sees) answer EPERM;
+    * the tools that read and empty the page cache of files every submission can read answer EPERM:
+      ``posix_fadvise(POSIX_FADV_DONTNEED)``, ``preadv2``/``pwritev2`` with ``RWF_NOWAIT`` (which tells a
+      cached page from one that is not without loading it) and ``cachestat``.  One submission emptied
+      chosen pages of a library file and the next read them back, bit by bit;
     * calls of another ABI (x32, 32-bit) answer EPERM.
     """
     import platform
@@ -100,15 +106,18 @@ def _seccomp_filter() -> bool:
     # same numbers on every architecture.
     mount_api = (428, 429, 430, 431, 432, 433, 442)
     io_uring = (425, 426, 427)  # io_uring_setup, _enter, _register (same numbers everywhere): its madvise escapes this filter
+    cachestat = 451
     arches = {  # audit arch; refused calls (keyrings, process_madvise; namespaces and mounts); fork-like calls;
-        # clone; clone3; madvise
-        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api, *io_uring), (57, 58), 56, 435, 28),
-        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api, *io_uring), (), 220, 435, 233),
+        # clone; clone3; madvise; fadvise64; preadv2 and pwritev2
+        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api, *io_uring, cachestat),
+                   (57, 58), 56, 435, 28, 221, (327, 328)),
+        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api, *io_uring, cachestat),
+                    (), 220, 435, 233, 223, (286, 287)),
     }
     native = arches.get(platform.machine())
     if native is None:
         return False
-    audit_arch, refused, forks, clone, clone3, madvise = native
+    audit_arch, refused, forks, clone, clone3, madvise, fadvise, rw2 = native
     # Advice that would make pages look untouched (MADV_FREE, MADV_COLD, MADV_PAGEOUT clear their
     # referenced bits) or swap them for new ones (MADV_MERGEABLE, MADV_HUGEPAGE, MADV_COLLAPSE): refused,
     # so that the memory measure sees what a call read and wrote.  Libraries treat advice as optional.
@@ -116,15 +125,20 @@ def _seccomp_filter() -> bool:
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
     ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
     CLONE_THREAD = 0x00010000
+    FADV_DONTNEED, RWF_NOWAIT = 4, 0x8
     CLONE_NEW = 0x7E020000  # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET (NEWTIME: unshare only)
     # (code, true target, false target, k) with symbolic targets: None = the next instruction
     body = [("arch", LD, None, None, 4), (None, JEQ, None, "deny", audit_arch), (None, LD, None, None, 0),
             (None, JGE, "deny", None, 0x40000000)]
     body += [(None, JEQ, "deny", None, nr) for nr in (*refused, *forks)]
     body += [(None, JEQ, "enosys", None, clone3), (None, JEQ, "clone", None, clone), (None, JEQ, "madvise", None, madvise),
-             (None, RET, None, None, ALLOW),
+             (None, JEQ, "fadvise", None, fadvise)]
+    body += [(None, JEQ, "rw2", None, nr) for nr in rw2]
+    body += [(None, RET, None, None, ALLOW),
              ("clone", LD, None, None, 16), (None, JSET, "deny", None, CLONE_NEW),  # args[0], low 32 bits: the flags
              (None, JSET, "allow", "deny", CLONE_THREAD),
+             ("fadvise", LD, None, None, 40), (None, JEQ, "deny", "allow", FADV_DONTNEED),  # args[3]: the advice
+             ("rw2", LD, None, None, 56), (None, JSET, "deny", "allow", RWF_NOWAIT),  # args[5]: the flags
              ("madvise", LD, None, None, 32)]  # args[2], low 32 bits: the advice
     body += [(None, JEQ, "deny", None, advice) for advice in hiding_advice]
     body += [("allow", RET, None, None, ALLOW), ("deny", RET, None, None, EPERM), ("enosys", RET, None, None, ENOSYS)]
@@ -177,6 +191,39 @@ def isolate(scratch_bytes: int) -> list[str]:
         if _libc.mount(stash.encode(), target.encode(), None, MS_BIND | MS_REC, None) != 0:
             problems.append(f"{target} not shown again ({os.strerror(ctypes.get_errno())})")
     return problems
+
+
+def own_proc(host_view: str) -> str | None:
+    """From PID 1 of a new PID namespace: mount a read-only /proc that shows this namespace alone, then cover
+    ``host_view``; what failed, in words.
+
+    The worker's /proc shows the ids of the worker's PID namespace, whose counter outlives a submission: one
+    submission moved it on with threads and the next read it back as its own id there (``/proc/self``).  In
+    a /proc of its own every submission is PID 1 and its threads count from 2.  The kernel mounts a new proc
+    only in a mount namespace where one is already wholly visible, and bwrap's is not (it covers parts of
+    it): the sandbox shows the host's /proc, read-only, at ``host_view`` for this mount alone, and each
+    submission hides it under an empty folder before any of its code runs.
+    """
+    if _libc.mount(b"proc", b"/proc", b"proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None) != 0:
+        return f"no /proc of its own ({os.strerror(ctypes.get_errno())})"
+    if host_view and _libc.mount(b"tmpfs", host_view.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
+                                 b"size=4k,mode=0555") != 0:
+        return f"the host's /proc not hidden ({os.strerror(ctypes.get_errno())})"
+    return None
+
+
+def probe_own_proc() -> int:
+    """``--probe-own-proc``: whether a submission could mount a /proc of its own here (exit status 0), else why."""
+    problems = isolate(1 << 20)
+    child = os.fork()
+    if child == 0:
+        problem = own_proc(OWN_PROC or "")
+        print(problem or "", end="")
+        os._exit(1 if problem else 0)
+    _, status = os.waitpid(child, 0)
+    if problems:
+        print("; ".join(problems), end="")
+    return 1 if problems else os.waitstatus_to_exitcode(status)
 
 
 # ---------------------------------------------------------------------------------- the student's shell
@@ -480,9 +527,9 @@ class Submission:
             reply["mutated"] = mutated
         return reply
 
-    def serve(self) -> None:
+    def serve(self, problems: list[str]) -> None:
         torch = self.torch
-        protocol.send(self.channel, {"ready": True, "pid": os.getpid()})
+        protocol.send(self.channel, {"ready": True, "pid": os.getpid(), "problems": problems})
         while True:
             try:
                 request = protocol.receive(self.channel, limit=1 << 30)
@@ -573,6 +620,7 @@ def _submission_process(channel: int, limits: dict, torch_module, prepared: Subm
     """PID 1 of the submission's namespaces: drop privileges, set limits, serve (from the state of the
     course's first cells when ``prepared``: they ran in the preparer this process was forked from)."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    problem = own_proc(OWN_PROC) if OWN_PROC is not None else None
     _drop_capabilities()
     # Dumpable again (the zygote is not, and forks inherit that): the zygote reads this process's memory
     # map (/proc/<pid>/smaps) for the memory measure; nothing but the zygote and the grader shares its uid.
@@ -592,7 +640,7 @@ def _submission_process(channel: int, limits: dict, torch_module, prepared: Subm
         torch_module.manual_seed(0)
         prepared = Submission(torch_module, channel, reply_bytes)
     prepared.channel, prepared.reply_bytes = channel, reply_bytes
-    prepared.serve()
+    prepared.serve(problems=[problem] if problem else [])
 
 
 def _preparer(sock: socket.socket, cells: list, torch_module) -> None:
@@ -1032,4 +1080,6 @@ def main(control_fd: int, own_namespace: bool) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--probe-own-proc"]:
+        sys.exit(probe_own_proc())
     sys.exit(main(int(sys.argv[1]), "--own-pid-namespace" in sys.argv[2:]))

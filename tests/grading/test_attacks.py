@@ -905,6 +905,17 @@ for _path in PATHS:
             _f.write(_LOOT)
     except OSError:
         pass
+import threading as _threading
+for _ in range(3000):  # the pid counter moves on by one per thread: the friend would read how far
+    _thread = _threading.Thread(target=int)
+    _thread.start()
+    _thread.join()
+_fd = _os.open(_os.__file__, _os.O_RDONLY)
+try:  # an empty page cache for this file, which every submission can read: the friend would read which pages
+    _os.posix_fadvise(_fd, 0, 0, _os.POSIX_FADV_DONTNEED)
+    print("page cache emptied")
+except OSError as _e:
+    print("page cache not emptied:", _e.strerror)
 """
 FRIEND = """
 import os as _os
@@ -923,6 +934,15 @@ for _path in PATHS:
     except OSError:
         pass
 print("loot found:", len(_found), "bytes")
+print("own pid as /proc shows it:", _os.readlink("/proc/self"))
+print("processes in view:", [p for p in _os.listdir("/proc") if p.isdigit()],
+      *(_os.listdir(_d) for _d in ("/grader/proc",) if _os.path.isdir(_d)))
+_fd = _os.open(_os.__file__, _os.O_RDONLY)
+try:  # reads a page only if it is cached, without loading it
+    _os.preadv(_fd, [bytearray(4096)], 0, _os.RWF_NOWAIT)
+    print("page cache probed")
+except OSError as _e:
+    print("page cache not probed:", _e.strerror)
 if _found:
     exec(_found.decode(errors="replace")[len(MARK):].split(chr(0))[0])
 else:
@@ -1246,6 +1266,18 @@ def test_a_friend_graded_after_finds_nothing_left_for_it(attacked):
     text = _autograded_text(attacked, "l_friend", NB1)
     assert "loot found: 0 bytes" in text, text[-2000:]
     assert COLLUDE_MARK not in text
+
+
+def test_no_kernel_counter_or_page_cache_tool_carries_a_message(attacked):
+    """The colluder starts 3,000 threads and empties the page cache of a file both can read; the friend reads
+    its own id through /proc (in the worker's /proc, a counter those threads moved on) and probes the cache.
+    Each submission has a /proc of its own, where it is PID 1, and the cache tools are refused."""
+    text = _autograded_text(attacked, "l_friend", NB1)
+    assert "own pid as /proc shows it: 1\n" in text, text[-2000:]
+    assert "processes in view: ['1'] []\n" in text, text[-2000:]  # the host's /proc, shown for the mount alone, is hidden
+    assert "page cache not probed: Operation not permitted" in text, text[-2000:]
+    assert "page cache not emptied: Operation not permitted" in _autograded_text(attacked, "l_colluder", NB1)
+    assert "a /proc of its own per submission" in attacked["report"]
 
 
 def test_memory_dropped_and_replaced_by_file_pages_hides_nothing(attacked):
