@@ -123,7 +123,7 @@ class SubmissionResult:
     answered: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     sha256: str = ""
-    fingerprint: str = ""  # submission + source notebook + options: a stored result is reused only if it matches
+    fingerprint: str = ""  # submission + source notebook + options + grader: a stored result is reused only if it matches
     timestamp: str | None = None
     executed: str | None = None  # the executed notebook (nbformat JSON), for nbgrader's formgrader
 

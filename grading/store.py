@@ -2,7 +2,7 @@
 
 A result is written last and atomically, after every other output of its submission: its presence
 means the submission is done.  A rerun reuses it only while its fingerprint (the submitted file,
-the source notebook and the options) still matches, and never one of an infrastructure failure.
+the source notebook, the options and the grader's own code and library versions) still matches, and never one of an infrastructure failure.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ that student within ``intake_timeout`` seconds, never a stalled worker.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import pickle
@@ -18,6 +20,7 @@ import resource
 import select
 import signal
 import time
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
@@ -40,10 +43,27 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(task: GradeTask) -> str:
-    """What a result depends on: the submitted file, the source notebook (tests) and the options."""
+@functools.cache
+def grader_version() -> str:
+    """The grader's own code and the libraries answers run on: the source of ``grading`` and ``attnkit``, and
+    the versions of torch, numpy and matplotlib.  A result graded by other code is graded again (resume)."""
+    import attnkit
+
     digest = hashlib.sha256()
-    for part in (sha256(Path(task.submission)), sha256(Path(task.source)), repr(task.options)):
+    for package in (Path(__file__).resolve().parent, Path(attnkit.__file__).resolve().parent):
+        for path in sorted(package.rglob("*.py")):
+            digest.update(f"{path.relative_to(package)}\0".encode())
+            digest.update(path.read_bytes())
+    for name in ("torch", "numpy", "matplotlib", "nbgrader"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            digest.update(f"{name}=={metadata.version(name)}\0".encode())
+    return digest.hexdigest()
+
+
+def fingerprint(task: GradeTask) -> str:
+    """What a result depends on: the submitted file, the source notebook (tests), the options and the grader."""
+    digest = hashlib.sha256()
+    for part in (sha256(Path(task.submission)), sha256(Path(task.source)), repr(task.options), grader_version()):
         digest.update(part.encode())
     return digest.hexdigest()
 

@@ -89,3 +89,19 @@ def test_dask_local_cluster_equals_serial(klass, serial, tmp_path):
                                   scheduler=cluster.scheduler_address)
     assert summary.submissions == len(KINDS)
     assert table(out) == table(serial)
+
+
+def test_a_result_graded_by_other_grader_code_is_graded_again(klass, tmp_path, monkeypatch):
+    """Resume reuses a stored result only while the grader's own code and library versions are those that
+    graded it: a fixed check or a new torch grades every submission again."""
+    from grading import submission
+    from grading.model import GradeTask, SubmissionResult
+    from grading.store import ResultStore
+
+    path = next(klass.rglob("*.ipynb"))
+    task = GradeTask("s1", NB1.assignment, NB1.name, str(path), str(NB1.source))
+    store = ResultStore(tmp_path)
+    store.save(SubmissionResult("s1", NB1.assignment, NB1.name, str(path), fingerprint=submission.fingerprint(task)))
+    assert store.finished(task) is not None
+    monkeypatch.setattr(submission, "grader_version", lambda: "another version of the grader")
+    assert store.finished(task) is None
