@@ -211,6 +211,7 @@ class ExecLog:
     start_seconds: float = 0.0
     run_seconds: float = 0.0
     start_error: str | None = None  # the sandbox could not start: an infrastructure failure
+    disk_read_bytes: int = 0  # what the submission's processes read from storage, not from the page cache
 
 
 QUOTABLE_TYPES = ("NotImplementedError", "NameError", "MemoryError")  # an unfinished answer (a stub, or a name it

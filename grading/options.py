@@ -52,6 +52,10 @@ class GradeOptions:
     # What a measured call (attnkit.peak_memory) reads and writes that is not the answer's: decoding its
     # arguments, the interpreter, the reply (measured: 8.1 to 8.7 MiB for the solution and its alternatives).
     touched_allowance: int = 12 * MIB
+    # Reading more than this from storage (not from memory) is flagged: every library a notebook uses is in
+    # memory after the worker's warm-up, and passing data between submissions through the page cache takes
+    # one read from storage per bit at each end.
+    disk_read_flag: int = 4 * MIB
 
 
 DEFAULT = GradeOptions()

@@ -158,6 +158,11 @@ def grade_submission(task: GradeTask) -> SubmissionResult:
     result.timings["start"] = log.start_seconds
     result.timings["run"] = log.run_seconds
     result.tampering = list(log.tampering)
+    if log.disk_read_bytes > options.disk_read_flag:
+        result.tampering.append(
+            f"read {log.disk_read_bytes / 2**20:.0f} MiB of files from disk (more than {options.disk_read_flag / 2**20:g} MiB): "
+            "the libraries the course uses are already in memory; reading many pages of files no answer needs is how "
+            "two submissions pass data through the page cache")
     if log.start_error:
         result.error, result.failure = log.start_error, Failure.INFRASTRUCTURE
         result.events.append(log.start_error)

@@ -92,6 +92,7 @@ class Runner:
         self.deadline: float | None = None  # monotonic time by which the current cell's requests must be answered
         self.prepared: dict[str, list[dict]] = {}  # key of the course's first cells -> their replies (see prepare)
         self.channel: socket.socket | None = None
+        self.disk_read_bytes = 0  # what the last submission read from storage, as the zygote's "finished" says
         self.control, theirs = socket.socketpair()
         argv = [sys.executable, "-m", "grading.sandboxed.runner", str(theirs.fileno())]
         if sandbox is not None:
@@ -139,9 +140,12 @@ class Runner:
         if size > limit:
             raise RunnerError("protocol", f"a reply larger than its limit of {limit} bytes")  # (its size is the sender's choice)
         try:
-            return protocol.loads(self._read(sock, size, deadline))
+            message = protocol.loads(self._read(sock, size, deadline))
         except protocol.ProtocolError as exc:
             raise RunnerError("protocol", str(exc)) from exc
+        if sock is self.control and message.get("finished"):
+            self.disk_read_bytes = int(message.get("disk_read_bytes") or 0)
+        return message
 
     def _control_reply(self, timeout: float) -> dict:
         try:
@@ -197,6 +201,7 @@ class Runner:
         key = self.prepare(first_cells) if first_cells else None
         ours, theirs = socket.socketpair()
         limits = self.options.limits
+        self.disk_read_bytes = 0
         message = {"op": Op.BEGIN.value, "prepared": key, "limits": {
             "memory_bytes": limits.memory_bytes, "cpu_seconds": limits.cpu_seconds,
             "scratch_bytes": limits.scratch_bytes, "reply_bytes": self.options.reply_bytes,

@@ -951,6 +951,50 @@ else:
 """
 
 
+# The page cache, timed: the sender reads every other page of a file no answer needs, the receiver times a
+# read of each page (a cached one takes about 1 µs, one from storage 40 µs and more).  Not closed (the kernel
+# is shared), but each bit costs a read from storage at one end or the other, and that is flagged.
+CACHE_SENDER = """
+import os as _os
+_fd = _os.open(COLD_FILE, _os.O_RDONLY)
+_os.posix_fadvise(_fd, 0, 0, _os.POSIX_FADV_RANDOM)  # one page per read, no read-ahead
+for _page in range(0, 4096, 2):
+    _os.pread(_fd, 1, _page * 4096)
+"""
+CACHE_RECEIVER = """
+import os as _os, time as _time
+_fd = _os.open(COLD_FILE, _os.O_RDONLY)
+_os.posix_fadvise(_fd, 0, 0, _os.POSIX_FADV_RANDOM)
+_fast = 0
+for _page in range(4096):
+    _began = _time.perf_counter()
+    _os.pread(_fd, 1, _page * 4096)
+    _fast += _time.perf_counter() - _began < 10e-6
+print("pages found in memory:", _fast, "of 4096")
+def masked_softmax(X, valid_lens):
+    raise NotImplementedError
+"""
+
+
+def _cold_file() -> str:
+    """A file of 16 MiB or more in the Python environment that no grading process maps (and so reads whole at
+    its start), made cold: its pages are dropped from the page cache."""
+    import matplotlib.pyplot  # noqa: F401 - what the sandbox's interpreter maps too
+    import torch
+
+    import attnkit  # noqa: F401
+
+    mapped = {line.split(maxsplit=5)[5].strip() for line in open("/proc/self/maps") if len(line.split(maxsplit=5)) == 6}
+    site = Path(torch.__file__).resolve().parent.parent
+    files = [p for p in site.rglob("*") if ".so" not in p.name and p.is_file() and not p.is_symlink()
+             and str(p) not in mapped and p.stat().st_size >= 16 << 20]
+    chosen = max(files, key=lambda p: p.stat().st_size)
+    fd = os.open(chosen, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    return str(chosen)
+
+
 def _write(folder: Path, student: str, nb, content: bytes, suffix: str = ".ipynb") -> None:
     target = folder / student / nb.assignment / f"{nb.name}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -994,6 +1038,10 @@ def _class(folder: Path) -> None:
         colluder, friend = colluder.replace(key, value), friend.replace(key, value)
     _write(folder, "l_colluder", NB1, _with_prefix(NB1, "masked_softmax", colluder))
     _write(folder, "l_friend", NB1, nbformat.writes(synthetic.filled(NB1, {"masked_softmax": friend})).encode())
+    cold = repr(_cold_file())
+    _write(folder, "m_cache_a_sender", NB1, _with_prefix(NB1, "masked_softmax", CACHE_SENDER.replace("COLD_FILE", cold)))
+    _write(folder, "m_cache_b_receiver", NB1, nbformat.writes(synthetic.filled(
+        NB1, {"masked_softmax": CACHE_RECEIVER.replace("COLD_FILE", cold)})).encode())
     _write(folder, "k_fourd", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FOUR_D.replace("RESET", "()")})[1])
     for reset in ("/proc/self/clear_refs", "/proc/thread-self/clear_refs"):
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
@@ -1266,6 +1314,8 @@ def test_a_friend_graded_after_finds_nothing_left_for_it(attacked):
     text = _autograded_text(attacked, "l_friend", NB1)
     assert "loot found: 0 bytes" in text, text[-2000:]
     assert COLLUDE_MARK not in text
+    section = attacked["report"].split("== l_friend")[1].split("\n== ")[0]
+    assert "runs code it builds while it runs: exec(" in section, section  # how it would have run what it found
 
 
 def test_no_kernel_counter_or_page_cache_tool_carries_a_message(attacked):
@@ -1278,6 +1328,19 @@ def test_no_kernel_counter_or_page_cache_tool_carries_a_message(attacked):
     assert "page cache not probed: Operation not permitted" in text, text[-2000:]
     assert "page cache not emptied: Operation not permitted" in _autograded_text(attacked, "l_colluder", NB1)
     assert "a /proc of its own per submission" in attacked["report"]
+
+
+def test_passing_data_through_the_page_cache_is_flagged_at_both_ends(attacked):
+    """Timing reads of a file's pages is a channel the sandbox cannot close; what it can see is that each bit
+    costs a read from storage, at the sender (a page it loads) or at the receiver (a page it finds cold).
+    Honest submissions read nothing from storage: the worker read its libraries whole when it started."""
+    report = attacked["report"]
+    for student in ("m_cache_a_sender", "m_cache_b_receiver"):
+        section = report.split(f"== {student}")[1].split("\n== ")[0]
+        assert re.search(r"possible tampering: read \d+ MiB of files from disk", section), section
+    for student in ("b_honest", "l_colluder", "d_probe"):
+        assert "from disk" not in report.split(f"== {student}")[1].split("\n== ")[0], student
+    assert attacked["scores"][("m_cache_b_receiver", "test_masked_softmax")] == 0
 
 
 def test_memory_dropped_and_replaced_by_file_pages_hides_nothing(attacked):

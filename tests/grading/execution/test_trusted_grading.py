@@ -98,6 +98,17 @@ def test_monkeypatching_gains_nothing_and_is_flagged(tmp_path, name):
     assert result.tampering, result.events
 
 
+def test_tampering_scan_flags_code_built_at_run_time():
+    """What an answer received from another submission must be run as generated code: that is flagged, and
+    a module's own eval() or compile() method is not."""
+    found = scan_for_tampering("exec(zlib.decompress(data))\nf = types.FunctionType(marshal.loads(c), {})\n"
+                               "model.eval()\nnet = net.compile()\ny = eval('2')")
+    assert [f.split(": ", 1)[1] for f in found] == [
+        "exec(zlib.decompress(data)) (line 1)", "types.FunctionType(marshal.loads(c), {}) (line 2)", "eval('2') (line 5)",
+        "marshal.loads(c) (line 2)"], found
+    assert all(f.startswith("runs code it builds while it runs: ") for f in found)
+
+
 def test_tampering_scan_ignores_ordinary_code():
     assert scan_for_tampering("x = torch.ones(3)\nself.W_q = nn.LazyLinear(4)\nmodel.weight = w") == []
     assert scan_for_tampering("torch.allclose = f") and scan_for_tampering("setattr(torch, 'equal', f)")
