@@ -161,8 +161,9 @@ def grade_submission(task: GradeTask) -> SubmissionResult:
     if log.disk_read_bytes > options.disk_read_flag:
         result.tampering.append(
             f"read {log.disk_read_bytes / 2**20:.0f} MiB of files from disk (more than {options.disk_read_flag / 2**20:g} MiB): "
-            "the libraries the course uses are already in memory; reading many pages of files no answer needs is how "
-            "two submissions pass data through the page cache")
+            "the libraries the course uses are already in memory, so this is an import of another library (the first "
+            "time one is imported in a run: pandas reads about 27 MiB) or many pages of files read one by one, which is "
+            "how two submissions pass data through the page cache")
     if log.start_error:
         result.error, result.failure = log.start_error, Failure.INFRASTRUCTURE
         result.events.append(log.start_error)
