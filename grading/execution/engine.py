@@ -101,7 +101,9 @@ _SUSPICIOUS_CALLS = {"set_custom_exc", "register", "setattr", "reload", "excepth
 # Code built while the cell runs: what an answer received from elsewhere (another submission, through a channel
 # the sandbox cannot close) must be run this way.  Bare builtins only (``model.eval()`` is not ``eval``).
 _GENERATED_CODE = {"exec", "eval", "compile", "__import__"}
-_GENERATED_CODE_ATTRS = {("marshal", "loads"), ("pickle", "loads"), ("types", "FunctionType"), ("types", "CodeType")}
+_GENERATED_CODE_ATTRS = {("marshal", "loads"), ("pickle", "loads"), ("types", "FunctionType"), ("types", "CodeType"),
+                         ("importlib", "import_module"), ("runpy", "run_path"), ("runpy", "run_module")}
+_GENERATED_CODE_METHODS = {"run_cell", "exec_module", "load_module"}  # IPython's shell, importlib's loaders
 _BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
 SCAN_LIMIT = 100_000  # characters; the longest cell of the course's solutions has about 8,000
 
@@ -133,6 +135,12 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> 
         for name in names:
             if name in shadow and name not in ("_",):
                 found.append(f"rebinds `{name}` (line {node.lineno})")
+    aliases = {}  # a name the cell imports under another name -> what it is
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({a.asname: a.name for a in node.names if a.asname})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names if a.name != "*"})
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
         for target in targets:
@@ -144,8 +152,14 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> 
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            generated = (isinstance(func, ast.Name) and name in _GENERATED_CODE) or (
-                isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (func.value.id, name) in _GENERATED_CODE_ATTRS)
+            owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) and isinstance(func.value, (ast.Name, ast.Attribute)) else ""
+            head, _, rest = owner.partition(".")
+            owner = ".".join(filter(None, (aliases.get(head, head), rest)))  # `import sys as s`: s.path is sys.path
+            if isinstance(func, ast.Name) and name in aliases:  # `from builtins import exec as run`: run(...) is exec
+                owner, _, name = aliases[name].rpartition(".")
+            bare = isinstance(func, ast.Name) and not owner
+            generated = ((bare or owner == "builtins") and name in _GENERATED_CODE) or (owner, name) in _GENERATED_CODE_ATTRS or (
+                isinstance(func, ast.Attribute) and name in _GENERATED_CODE_METHODS) or owner == "sys.path"
             if name not in _SUSPICIOUS_CALLS and not generated:
                 continue
             # Only the call's own line is quoted, never the whole call unparsed: a chain of nested calls,
@@ -154,7 +168,8 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> 
             end = node.end_col_offset if node.end_lineno == node.lineno else len(line)
             call = line[node.col_offset:min(end, node.col_offset + 200)].decode(errors="replace").strip()
             if generated:
-                found.append(f"runs code it builds while it runs: {call[:80]} (line {node.lineno})")
+                what = "changes where imports come from" if owner == "sys.path" else "runs code it builds while it runs"
+                found.append(f"{what}: {call[:80]} (line {node.lineno})")
                 continue
             first = node.args[0] if node.args else None
             if (name != "register" or "events" in call.partition("(")[0] or "events" in call[:120]) and (

@@ -95,8 +95,9 @@ def _seccomp_filter() -> bool:
       requests, madvise included, run in kernel threads this filter never sees) answer EPERM;
     * the tools that read and empty the page cache of files every submission can read answer EPERM:
       ``posix_fadvise(POSIX_FADV_DONTNEED)``, ``preadv2``/``pwritev2`` with ``RWF_NOWAIT`` (which tells a
-      cached page from one that is not without loading it) and ``cachestat``.  One submission emptied
-      chosen pages of a library file and the next read them back, bit by bit;
+      cached page from one that is not without loading it), ``mincore`` and ``cachestat``.  One submission
+      emptied or filled chosen pages of a library file and the next read them back, bit by bit (mincore
+      tells the truth about a file whose owner the submission's uid maps to: the grader's own venv);
     * calls of another ABI (x32, 32-bit) answer EPERM.
     """
     import platform
@@ -106,12 +107,12 @@ def _seccomp_filter() -> bool:
     # same numbers on every architecture.
     mount_api = (428, 429, 430, 431, 432, 433, 442)
     io_uring = (425, 426, 427)  # io_uring_setup, _enter, _register (same numbers everywhere): its madvise escapes this filter
-    cachestat = 451
+    cachestat = 451  # and mincore: 27 on x86_64, 232 on aarch64
     arches = {  # audit arch; refused calls (keyrings, process_madvise; namespaces and mounts); fork-like calls;
         # clone; clone3; madvise; fadvise64; preadv2 and pwritev2
-        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api, *io_uring, cachestat),
+        "x86_64": (0xC000003E, (248, 249, 250, 440, 272, 308, 165, 166, 155, 161, *mount_api, *io_uring, cachestat, 27),
                    (57, 58), 56, 435, 28, 221, (327, 328)),
-        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api, *io_uring, cachestat),
+        "aarch64": (0xC00000B7, (217, 218, 219, 440, 97, 268, 40, 39, 41, 51, *mount_api, *io_uring, cachestat, 232),
                     (), 220, 435, 233, 223, (286, 287)),
     }
     native = arches.get(platform.machine())

@@ -107,6 +107,13 @@ def test_tampering_scan_flags_code_built_at_run_time():
         "exec(zlib.decompress(data)) (line 1)", "types.FunctionType(marshal.loads(c), {}) (line 2)", "eval('2') (line 5)",
         "marshal.loads(c) (line 2)"], found
     assert all(f.startswith("runs code it builds while it runs: ") for f in found)
+    # what an outside tester did instead: the received source written to a module and imported from /tmp
+    found = scan_for_tampering("import sys as _sy\n_sy.path.insert(0, '/tmp')\nfrom importlib import import_module as im\n"
+                               "im('m')\nfrom builtins import exec as run\nrun(c)\nget_ipython().run_cell(src)\n"
+                               "from torch import compile\nm = compile(model)\nnn.Linear(2, 2).eval()")
+    assert [f.split(" (line")[0] for f in found] == [
+        "changes where imports come from: _sy.path.insert(0, '/tmp')", "runs code it builds while it runs: im('m')",
+        "runs code it builds while it runs: run(c)", "runs code it builds while it runs: get_ipython().run_cell(src)"], found
 
 
 def test_tampering_scan_ignores_ordinary_code():
