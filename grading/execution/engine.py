@@ -26,9 +26,11 @@ import base64
 import builtins
 import contextlib
 import functools
+import importlib.util
 import io
 import re
 import symtable
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -108,6 +110,17 @@ _BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
 SCAN_LIMIT = 100_000  # characters; the longest cell of the course's solutions has about 8,000
 
 
+@functools.lru_cache(maxsize=1024)
+def _installed(top_level: str) -> bool:
+    """A module the grader's environment, which the sandbox shares, can import (``google``: Colab's, stood in for)."""
+    if top_level in sys.builtin_module_names or top_level in sys.stdlib_module_names or top_level == "google":
+        return True
+    try:
+        return importlib.util.find_spec(top_level) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> list[str]:
     """Static look at a student cell: patching torch, builtins, sys or IPython hooks; rebinding a builtin
     or a name the notebook's own code imports (``protected``).  A cell longer than ``SCAN_LIMIT`` characters
@@ -141,6 +154,12 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> 
             aliases.update({a.asname: a.name for a in node.names if a.asname})
         elif isinstance(node, ast.ImportFrom) and node.module:
             aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names if a.name != "*"})
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        for module in modules:
+            if not _installed(module.partition(".")[0]):
+                found.append(f"imports `{module[:60]}`, which is not installed: a module the notebook wrote itself? "
+                             f"(line {node.lineno})")
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
         for target in targets:

@@ -114,6 +114,9 @@ def test_tampering_scan_flags_code_built_at_run_time():
     assert [f.split(" (line")[0] for f in found] == [
         "changes where imports come from: _sy.path.insert(0, '/tmp')", "runs code it builds while it runs: im('m')",
         "runs code it builds while it runs: run(c)", "runs code it builds while it runs: get_ipython().run_cell(src)"], found
+    found = scan_for_tampering("import _received\nfrom _received import *\nimport torch, math\nfrom torch import nn\n"
+                               "from google.colab import drive\nimport d2l.torch")
+    assert found == [f"imports `_received`, which is not installed: a module the notebook wrote itself? (line {n})" for n in (1, 2)]
 
 
 def test_tampering_scan_ignores_ordinary_code():
