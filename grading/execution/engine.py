@@ -121,7 +121,25 @@ def _installed(top_level: str) -> bool:
         return False
 
 
-def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> list[str]:
+_INSTALLER = r"(?:pip3?|conda|mamba|micromamba|uv\s+pip|python3?\s+-m\s+pip)\s+install\b"
+_INSTALL = re.compile(rf"^\s*[!%]{{1,2}}\s*{_INSTALLER}(.*)$"  # as written in a notebook
+                      rf"|(?:run_line_magic\(\s*['\"]|system\(\s*['\"])(?:{_INSTALLER}|(?:pip|conda|mamba)['\"],\s*['\"]install\b)"
+                      r"([^'\"]*)", re.M)  # as IPython (or a Colab .py) writes it: get_ipython().run_line_magic('pip', 'install x')
+
+
+def pip_installed(sources) -> frozenset[str]:
+    """The packages a notebook's ``!pip install`` / ``%pip install`` lines name, as module names would be spelled
+    (``torch-info==1.0`` -> ``torch_info``): importing one of them, absent here, is a student's habit."""
+    names = set()
+    for source in sources:
+        for match in _INSTALL.finditer(source):
+            for word in (match.group(1) or match.group(2) or "").split():
+                if not word.startswith("-"):
+                    names.add(re.split(r"[<>=!~\[;@ ]", word, maxsplit=1)[0].lower().replace("-", "_"))
+    return frozenset(names)
+
+
+def scan_for_tampering(source: str, protected: frozenset[str] = frozenset(), installs: frozenset[str] = frozenset()) -> list[str]:
     """Static look at a student cell: patching torch, builtins, sys or IPython hooks; rebinding a builtin
     or a name the notebook's own code imports (``protected``).  A cell longer than ``SCAN_LIMIT`` characters
     is not read (parsing alone would take seconds of the worker's time, outside any limit): it is named instead."""
@@ -157,9 +175,10 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset()) -> 
         modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
             [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
         for module in modules:
-            if not _installed(module.partition(".")[0]):
-                found.append(f"imports `{module[:60]}`, which is not installed: a module the notebook wrote itself? "
-                             f"(line {node.lineno})")
+            top = module.partition(".")[0]
+            if not _installed(top) and top.lower() not in installs:
+                found.append(f"imports `{module[:60]}`, which is not installed and which no pip line of the notebook installs: "
+                             f"a module the notebook wrote itself, or one installed by hand? (line {node.lineno})")
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
         for target in targets:
@@ -553,6 +572,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log,
     hidden_seen = False
     needed = _check_inputs(template)
     protected = frozenset(template.context_names)
+    installs = pip_installed(c.source for c in nb.cells if c.cell_type == "code")
     last = last_graded_cell(template)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -574,7 +594,7 @@ def _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log,
             if part is None:
                 given = _is_given(cell)
                 if index in answer_cells:
-                    log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected)]
+                    log.tampering += [f"{describe_cell(template, index)}: {t}" for t in scan_for_tampering(cell.source, protected, installs)]
                 reply = prepared.get(index) or runner.request({"op": "exec", "source": cell.source, "figures": True}, limit)
                 notes = reply.get("neutralised")
                 for note in (notes if isinstance(notes, list) and not hidden_seen else [])[:20]:
