@@ -139,6 +139,17 @@ def pip_installed(sources) -> frozenset[str]:
     return frozenset(names)
 
 
+def defined_only_at_run_time(nb: nbformat.NotebookNode, fetched: set[str]) -> list[str]:
+    """Answers a check found in the student's namespace that no cell of the notebook binds in its source: code
+    that received its answers from elsewhere (another submission) defines them while it runs."""
+    bound: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and len(cell.source) <= SCAN_LIMIT:
+            bound |= used_and_bound(parse(cell.source) or ast.Module(body=[], type_ignores=[]))[1]
+    return [f"`{name}` is defined only while the notebook runs: no cell binds it in its source (code it received or built?)"
+            for name in sorted(fetched - bound)]
+
+
 def scan_for_tampering(source: str, protected: frozenset[str] = frozenset(), installs: frozenset[str] = frozenset()) -> list[str]:
     """Static look at a student cell: patching torch, builtins, sys or IPython hooks; rebinding a builtin
     or a name the notebook's own code imports (``protected``).  A cell longer than ``SCAN_LIMIT`` characters
@@ -196,8 +207,12 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset(), ins
             if isinstance(func, ast.Name) and name in aliases:  # `from builtins import exec as run`: run(...) is exec
                 owner, _, name = aliases[name].rpartition(".")
             bare = isinstance(func, ast.Name) and not owner
+            first = node.args[0] if node.args else None
+            # getattr(builtins, "ex" + "ec"): a builtin fetched by a name the scan cannot read
+            computed = name == "getattr" and bare and isinstance(first, ast.Name) and aliases.get(first.id, first.id) in (
+                "builtins", "__builtins__")
             generated = ((bare or owner == "builtins") and name in _GENERATED_CODE) or (owner, name) in _GENERATED_CODE_ATTRS or (
-                isinstance(func, ast.Attribute) and name in _GENERATED_CODE_METHODS) or owner == "sys.path"
+                isinstance(func, ast.Attribute) and name in _GENERATED_CODE_METHODS) or owner == "sys.path" or computed
             if name not in _SUSPICIOUS_CALLS and not generated:
                 continue
             # Only the call's own line is quoted, never the whole call unparsed: a chain of nested calls,
@@ -206,7 +221,8 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset(), ins
             end = node.end_col_offset if node.end_lineno == node.lineno else len(line)
             call = line[node.col_offset:min(end, node.col_offset + 200)].decode(errors="replace").strip()
             if generated:
-                what = "changes where imports come from" if owner == "sys.path" else "runs code it builds while it runs"
+                what = ("changes where imports come from" if owner == "sys.path" else
+                        "fetches a builtin by a computed name" if computed else "runs code it builds while it runs")
                 found.append(f"{what}: {call[:80]} (line {node.lineno})")
                 continue
             first = node.args[0] if node.args else None
@@ -244,6 +260,7 @@ class TrustedNamespace:
     globals: dict = field(default_factory=lambda: {"__name__": "__main__", "__builtins__": builtins})
     baselines: dict = field(default_factory=dict)  # name -> (the sandbox's tensor as a course cell left it, given cell?)
     changed: set = field(default_factory=set)  # tracked tensors an answer cell changed
+    fetched: set = field(default_factory=set)  # answer names a check found in the student's namespace
 
     def run_trusted(self, source: str) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -327,6 +344,7 @@ def run_grade_cell(runner: Runner, ns: TrustedNamespace, source: str, answers: f
         tree = ast.parse(code)
         wanted = global_reads(code) & set(answers)
         defined = set(runner.request({"op": "names"}, timeout).get("names", [])) if wanted else set()
+        ns.fetched |= wanted & defined
         for name in sorted(wanted & defined):
             reply = runner.request({"op": "get", "name": name}, timeout)
             if "raised" not in reply:
@@ -530,6 +548,7 @@ def execute(nb: nbformat.NotebookNode, template: Template, options: GradeOptions
     ns = TrustedNamespace()
     try:
         _run_cells(nb, template, options, runner, ns, tests, answers, deadline, log, prepared)
+        log.tampering += defined_only_at_run_time(nb, ns.fetched)
     finally:
         runner.deadline = None
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from grading import course
-from grading.execution.engine import close_runners, pip_installed, scan_for_tampering
+from grading.execution.engine import close_runners, defined_only_at_run_time, pip_installed, scan_for_tampering
 from grading.model import GradeTask
 from grading.options import GradeOptions
 from grading.submission import grade_submission
@@ -122,6 +122,20 @@ def test_tampering_scan_flags_code_built_at_run_time():
                               "get_ipython().run_line_magic('pip', 'install einops')"])  # as a Colab .py holds it
     assert installs == {"torchinfo", "torch_info", "einops"}
     assert scan_for_tampering("try:\n    import torchinfo\nexcept ImportError:\n    pass", installs=installs) == []
+
+
+def test_an_answer_defined_only_at_run_time_is_flagged():
+    """A fourth outside tester's friend ran the answers it received with ``getattr(builtins, "ex" + "ec")`` from a
+    cell that defines nothing: both the computed builtin and the answer no cell binds are flagged."""
+    import nbformat
+
+    found = scan_for_tampering('import builtins as _bi\ngetattr(_bi, "ex" + "ec")(_received, globals())\n'
+                               'getattr(model, "eval")()')
+    assert found == ['fetches a builtin by a computed name: getattr(_bi, "ex" + "ec") (line 2)'], found
+    friend = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("getattr(_bi, name)(_received, globals())"),
+                                             nbformat.v4.new_code_cell("def batch_scores(Q, K):\n    return Q @ K.mT")])
+    assert defined_only_at_run_time(friend, {"masked_softmax", "batch_scores"}) == [
+        "`masked_softmax` is defined only while the notebook runs: no cell binds it in its source (code it received or built?)"]
 
 
 def test_tampering_scan_ignores_ordinary_code():
