@@ -139,13 +139,28 @@ def pip_installed(sources) -> frozenset[str]:
     return frozenset(names)
 
 
+def _without_magics(source: str) -> tuple[list[str], ast.Module | None]:
+    """A cell's lines with each magic or shell line made a ``pass`` at its indent (one may be a block's only
+    statement: ``except ImportError: %pip install x``), and their module (None if it does not parse)."""
+    lines = [line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+             for line in source.splitlines()]
+    try:
+        return lines, ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return lines, None
+
+
 def defined_only_at_run_time(nb: nbformat.NotebookNode, fetched: set[str]) -> list[str]:
     """Answers a check found in the student's namespace that no cell of the notebook binds in its source: code
     that received its answers from elsewhere (another submission) defines them while it runs."""
     bound: set[str] = set()
     for cell in nb.cells:
-        if cell.cell_type == "code" and len(cell.source) <= SCAN_LIMIT:
-            bound |= used_and_bound(parse(cell.source) or ast.Module(body=[], type_ignores=[]))[1]
+        if cell.cell_type != "code":
+            continue
+        if len(cell.source) > SCAN_LIMIT:
+            return []  # a cell too long to parse here could bind anything (the scan names it)
+        tree = _without_magics(cell.source)[1]  # `%%time` and `%%capture` cells: the Python below the magic
+        bound |= used_and_bound(tree)[1] if tree is not None else set()
     return [f"`{name}` is defined only while the notebook runs: no cell binds it in its source (code it received or built?)"
             for name in sorted(fetched - bound)]
 
@@ -156,11 +171,8 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset(), ins
     is not read (parsing alone would take seconds of the worker's time, outside any limit): it is named instead."""
     if len(source) > SCAN_LIMIT:
         return [f"not scanned for tampering: {len(source):,} characters (more than {SCAN_LIMIT:,})"]
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
-    text = "\n".join(lines)
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    lines, tree = _without_magics(source)
+    if tree is None:
         return []
     found = []
     shadow = _BUILTINS | set(_PATCH_TARGETS) | protected

@@ -136,6 +136,11 @@ def test_an_answer_defined_only_at_run_time_is_flagged():
                                              nbformat.v4.new_code_cell("def batch_scores(Q, K):\n    return Q @ K.mT")])
     assert defined_only_at_run_time(friend, {"masked_softmax", "batch_scores"}) == [
         "`masked_softmax` is defined only while the notebook runs: no cell binds it in its source (code it received or built?)"]
+    # Colab's habits: a cell magic above the answer, a magic as a block's only statement
+    habits = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%%time\ndef masked_softmax(X, valid_lens):\n    return X"),
+        nbformat.v4.new_code_cell("try:\n    import torchinfo\nexcept ImportError:\n    %pip install -q torchinfo\nbatch_scores = 1")])
+    assert defined_only_at_run_time(habits, {"masked_softmax", "batch_scores"}) == []
 
 
 def test_tampering_scan_ignores_ordinary_code():
