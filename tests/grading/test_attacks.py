@@ -965,7 +965,7 @@ import os as _os
 _fd = _os.open(COLD_FILE, _os.O_RDONLY)
 _os.posix_fadvise(_fd, 0, 0, _os.POSIX_FADV_RANDOM)  # one page per read, no read-ahead
 for _page in range(0, 4096, 2):
-    _os.pread(_fd, 1, _page * 4096)
+    _os.pread(_fd, 1, COLD_OFFSET + _page * 4096)
 """
 CACHE_RECEIVER = """
 import os as _os, time as _time
@@ -974,7 +974,7 @@ _os.posix_fadvise(_fd, 0, 0, _os.POSIX_FADV_RANDOM)
 _fast = 0
 for _page in range(4096):
     _began = _time.perf_counter()
-    _os.pread(_fd, 1, _page * 4096)
+    _os.pread(_fd, 1, COLD_OFFSET + _page * 4096)
     _fast += _time.perf_counter() - _began < 10e-6
 print("pages found in memory:", _fast, "of 4096")
 def masked_softmax(X, valid_lens):
@@ -982,9 +982,20 @@ def masked_softmax(X, valid_lens):
 """
 
 
-def _cold_file() -> str:
-    """A file of 16 MiB or more in the Python environment that no grading process maps (and so reads whole at
-    its start), made cold: its pages are dropped from the page cache."""
+# How a later tester's friend ran what it received: a builtin fetched by a computed name, from a cell that
+# binds no answer name (here the received code is a stub: what matters is how it is run).
+COMPUTED_EXEC = """
+import builtins as _bi
+_received = "def masked_softmax(X, valid_lens):\\n    raise NotImplementedError"
+getattr(_bi, "ex" + "ec")(_received, globals())
+"""
+
+
+def _cold_region(rank: int) -> tuple[str, int]:
+    """16 MiB of a file in the Python environment that no grading process maps (and so reads whole at its
+    start), made cold: its pages are dropped from the page cache.  Each class of this module gets its own
+    region (``rank``: which of the module's classes; and which pytest-xdist worker builds it), so that classes
+    graded at the same time do not warm each other's."""
     import matplotlib.pyplot  # noqa: F401 - what the sandbox's interpreter maps too
     import torch
 
@@ -994,11 +1005,14 @@ def _cold_file() -> str:
     site = Path(torch.__file__).resolve().parent.parent
     files = [p for p in site.rglob("*") if ".so" not in p.name and p.is_file() and not p.is_symlink()
              and str(p) not in mapped and p.stat().st_size >= 16 << 20]
-    chosen = max(files, key=lambda p: p.stat().st_size)
-    fd = os.open(chosen, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    regions = [(str(p), offset) for p in sorted(files, key=lambda p: -p.stat().st_size)
+               for offset in range(0, p.stat().st_size - (16 << 20) + 1, 16 << 20)]
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    path, offset = regions[(2 * worker + rank) % len(regions)]
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, offset, 16 << 20, os.POSIX_FADV_DONTNEED)
     os.close(fd)
-    return str(chosen)
+    return path, offset
 
 
 def _write(folder: Path, student: str, nb, content: bytes, suffix: str = ".ipynb") -> None:
@@ -1012,7 +1026,7 @@ def _with_prefix(nb, gid: str, prefix: str) -> bytes:
     return synthetic.submission(nb, "complete", overrides={gid: prefix + "\n" + sols[gid]})[1]
 
 
-def _class(folder: Path) -> None:
+def _class(folder: Path, rank: int = 0) -> None:
     complete = synthetic.submission(NB1, "complete")[1]
     _write(folder, "a_takeover", NB1, _with_prefix(NB1, "masked_softmax", TAKEOVER))
     _write(folder, "b_honest", NB1, complete)
@@ -1044,10 +1058,11 @@ def _class(folder: Path) -> None:
         colluder, friend = colluder.replace(key, value), friend.replace(key, value)
     _write(folder, "l_colluder", NB1, _with_prefix(NB1, "masked_softmax", colluder))
     _write(folder, "l_friend", NB1, nbformat.writes(synthetic.filled(NB1, {"masked_softmax": friend})).encode())
-    cold = repr(_cold_file())
-    _write(folder, "m_cache_a_sender", NB1, _with_prefix(NB1, "masked_softmax", CACHE_SENDER.replace("COLD_FILE", cold)))
-    _write(folder, "m_cache_b_receiver", NB1, nbformat.writes(synthetic.filled(
-        NB1, {"masked_softmax": CACHE_RECEIVER.replace("COLD_FILE", cold)})).encode())
+    _write(folder, "l_friend_computed", NB1, nbformat.writes(synthetic.filled(NB1, {"masked_softmax": COMPUTED_EXEC})).encode())
+    path, offset = _cold_region(rank)
+    sender, receiver = (code.replace("COLD_FILE", repr(path)).replace("COLD_OFFSET", str(offset)) for code in (CACHE_SENDER, CACHE_RECEIVER))
+    _write(folder, "m_cache_a_sender", NB1, _with_prefix(NB1, "masked_softmax", sender))
+    _write(folder, "m_cache_b_receiver", NB1, nbformat.writes(synthetic.filled(NB1, {"masked_softmax": receiver})).encode())
     _write(folder, "k_fourd", NB2, synthetic.submission(NB2, "complete", overrides={"DistanceAttention": FOUR_D.replace("RESET", "()")})[1])
     for reset in ("/proc/self/clear_refs", "/proc/thread-self/clear_refs"):
         _write(folder, f"k_fourd_reset_{reset.split('/')[2]}", NB2, synthetic.submission(NB2, "complete", overrides={
@@ -1135,7 +1150,7 @@ def _total(scores, student: str) -> float:
 def attacked(request, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"attacked{request.param}")
     submitted, out = base / "submitted", base / "out"
-    _class(submitted)
+    _class(submitted, rank=request.param - 1)
     # the gradebook lives outside the course, where an allowlist, not a blacklist, must hide it
     db = Path("/var/tmp") / f"attnkit-attack-{os.getpid()}-{request.param}" / "gradebook.db"
     env = {**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET, "DATABASE_URL": f"postgres://grader:{SECRET}@db/course"}
@@ -1155,7 +1170,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 61, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 62, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -1335,6 +1350,13 @@ def test_no_kernel_counter_or_page_cache_tool_carries_a_message(attacked):
     assert "mincore: Operation not permitted" in text, text[-2000:]  # it tells the truth about files the grader's uid owns
     assert "page cache not emptied: Operation not permitted" in _autograded_text(attacked, "l_colluder", NB1)
     assert "a /proc of its own per submission" in attacked["report"]
+
+
+def test_running_received_code_by_a_computed_name_is_flagged(attacked):
+    section = attacked["report"].split("== l_friend_computed")[1].split("\n== ")[0]
+    assert 'fetches a builtin by a computed name: getattr(_bi, "ex" + "ec")' in section, section
+    assert "`masked_softmax` is defined only while the notebook runs" in section, section
+    assert "`batch_scores` is defined only" not in section  # its stub, unchanged, binds it
 
 
 def test_passing_data_through_the_page_cache_is_flagged_at_both_ends(attacked):
