@@ -63,6 +63,7 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -390,6 +391,17 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def _copy_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Path) -> None:
+    """Copy one entry, stopping at its declared size (a lying header cannot make it larger)."""
+    with z.open(info) as src, open(target, "wb") as out:
+        left = info.file_size + 1
+        while chunk := src.read(min(1 << 20, left)):
+            out.write(chunk)
+            left -= len(chunk)
+            if left <= 0:
+                raise CollectError(f"{archive}: {info.filename} is larger than its header says: not extracted")
+
+
 def safe_extract(archive: Path, dest: Path) -> list[str]:
     """Extract the notebooks and scripts of ``archive`` into ``dest``; returns what was skipped.
 
@@ -434,16 +446,18 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                     skipped.append(f"{info.filename}: a path outside the archive")
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as out:
-                    left = info.file_size + 1
-                    while chunk := src.read(min(1 << 20, left)):
-                        out.write(chunk)
-                        left -= len(chunk)
-                        if left <= 0:
-                            raise CollectError(f"{archive}: {info.filename} is larger than its header says: not extracted")
-                stamp = time.mktime((*info.date_time, 0, 0, -1))
-                os.utime(target, (stamp, stamp))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+                try:
+                    _copy_entry(z, info, target, archive)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+                    # one damaged, encrypted or oddly compressed entry: the others are still collected
+                    target.unlink(missing_ok=True)
+                    why = "encrypted (a password-protected zip)" if "encrypted" in str(exc) else text.clean(str(exc))[:120]
+                    skipped.append(f"{info.filename}: unreadable in the zip ({why}); ask the student for it again")
+                    continue
+                with contextlib.suppress(OverflowError, ValueError, OSError):  # a damaged date keeps the extraction time
+                    stamp = time.mktime((*info.date_time, 0, 0, -1))
+                    os.utime(target, (stamp, stamp))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error) as exc:
         raise CollectError(f"{archive} is not a readable zip ({exc}); download it again") from exc
     return skipped
 

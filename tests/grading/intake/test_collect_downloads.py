@@ -135,6 +135,47 @@ def test_hostile_zip_entries_never_leave_into(tmp_path):
     assert "symbolic link" in issues and "payload.sh" in issues  # autograde's report repeats them
 
 
+def _damaged(path, kind: str, good: bytes, bad: bytes):
+    """A zip of two notebooks whose second entry is damaged in one way an outside tester found: its deflated data
+    corrupt, marked encrypted, or compressed by a method Python cannot read."""
+    good_name, bad_name = f"smithjane_12345_1_{NB1.name}.ipynb", f"doejohn_22222_2_{NB1.name}.ipynb"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(good_name, good)
+        z.writestr(bad_name, bad)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(bad_name)
+    local = info.header_offset
+    name = bad_name.encode()
+    central = next(i for i in range(len(data)) if data[i:i + 4] == b"PK\x01\x02" and data[i + 46:i + 46 + len(name)] == name)
+    if kind == "corrupt":  # the middle of its compressed data
+        start = local + 30 + len(bad_name)
+        for i in range(start + 40, start + 80):
+            data[i] ^= 0xFF
+    elif kind == "encrypted":  # general purpose flag bit 0, in both headers
+        data[local + 6] |= 1
+        data[central + 8] |= 1
+    else:  # compression method 99 (AES), in both headers
+        data[local + 8:local + 10] = (99).to_bytes(2, "little")
+        data[central + 10:central + 12] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "encrypted", "method"])
+def test_a_damaged_entry_is_listed_and_the_others_are_collected(tmp_path, kind):
+    archive = _damaged(tmp_path / f"{kind}.zip", kind, nb_bytes(NB1), nb_bytes(NB1, "partial"))
+    proc = run_cli("collect", str(archive), "--into", str(tmp_path / "into"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (tmp_path / "into" / "12345" / NB1.assignment / f"{NB1.name}.ipynb").read_bytes() == nb_bytes(NB1)
+    assert not (tmp_path / "into" / "22222").exists()  # nothing half-written for the damaged one
+    said = proc.stdout + proc.stderr
+    assert f"doejohn_22222_2_{NB1.name}.ipynb: unreadable in the zip" in said and "ask the student for it again" in said, said
+    if kind == "encrypted":
+        assert "password-protected" in said, said
+
+
 def test_zip_limits_are_checked_before_extracting(tmp_path, monkeypatch):
     from grading.intake import collect as module
 
