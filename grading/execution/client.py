@@ -460,25 +460,38 @@ class RemoteObject:
         if reset and self._budget.measuring and _tensor_bytes((args, kwargs)) >= MEASURED_INPUTS:
             self._runner.peak(reset=True)  # what a measured call starts with: a fresh peak, every page unreferenced
         reply = self._ask({"op": Op.CALL.value, "args": encode(args), "kwargs": encode(kwargs)})
-        mutated = reply.get("mutated") or {}
-        for path, final in (mutated.items() if isinstance(mutated, dict) else ()):  # the call changed its arguments: so do ours
-            # Only the arguments this call passed count, named by the grader: the sandbox names nothing here
-            # (a name or type chosen by the student could carry what a hidden check passed to it).
-            if isinstance(path, str) and path[:1] == "a" and path[1:].isdigit() and int(path[1:]) < len(args):
-                where, target = f"argument {int(path[1:]) + 1}", args[int(path[1:])]
-            elif isinstance(path, str) and path[:1] == "k" and path[1:] in kwargs:
-                where, target = f"argument `{path[1:]}`", kwargs[path[1:]]
+        self._compare_arguments(args, kwargs, reply.get("after"))
+        return self._value(reply["value"])
+
+    def _compare_arguments(self, args, kwargs, after) -> None:
+        """Decide here whether the call changed its tensor arguments, from their final state sent back.
+
+        The sandbox reports every tensor argument as it is after the call (or its SHA-256 when large) and this
+        process compares it with what it sent: no verdict on mutation is made where the answer runs.  A
+        changed argument is recorded, and (``write_back``) our copy changes the same way, as in the notebook.
+        """
+        targets = {f"a{i}": (f"argument {i + 1}", a) for i, a in enumerate(args) if isinstance(a, torch.Tensor)}
+        targets.update({f"k{k}": (f"argument `{k}`", v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+        after = after if isinstance(after, dict) else {}
+        for path, (where, target) in targets.items():  # named by the grader: the sandbox names nothing here
+            final = after.get(path)
+            if isinstance(final, dict) and set(final) == {"digest", "shape", "dtype"}:
+                mine = target.detach().to("cpu").contiguous()
+                unchanged = (final["digest"] == hashlib.sha256(mine.view(-1).view(torch.uint8).numpy()).hexdigest()
+                             and final["shape"] == list(mine.shape) and final["dtype"] == str(mine.dtype))
+                final = None
             else:
+                final = checked(final, self._budget)
+                unchanged = isinstance(final, torch.Tensor) and _same_tensor(final, target)
+            if unchanged:
                 continue
             self._budget.mutations.append(f"the call changed its {where} in place")
-            final = checked(final, self._budget)
-            if self._budget.write_back and isinstance(target, torch.Tensor) and isinstance(final, torch.Tensor):
+            if self._budget.write_back and isinstance(final, torch.Tensor):
                 with torch.no_grad():
                     if final.shape == target.shape and final.dtype == target.dtype:
                         target.copy_(final.to(target.device))
                     else:
                         target.data = final.to(target.device)
-        return self._value(reply["value"])
 
     def __call__(self, *args, **kwargs):
         return self._call(args, kwargs)
@@ -514,6 +527,14 @@ class RemoteObject:
 
     def __repr__(self) -> str:
         return f"<student's {self._kind}>"
+
+
+def _same_tensor(final: torch.Tensor, target: torch.Tensor) -> bool:
+    """Same shape, dtype and bytes (NaN equals NaN here, as a value that did not change must)."""
+    if final.shape != target.shape or final.dtype != target.dtype:
+        return False
+    mine = target.detach().to("cpu").contiguous()
+    return torch.equal(final.contiguous().view(-1).view(torch.uint8), mine.view(-1).view(torch.uint8))
 
 
 def encode(value):

@@ -242,6 +242,53 @@ def scan_for_tampering(source: str, protected: frozenset[str] = frozenset(), ins
                 name != "setattr" or (isinstance(first, ast.Name) and first.id in _PATCH_TARGETS)
             ):
                 found.append(f"calls {call[:80]} (line {node.lineno})")
+    found += _introspection(tree, aliases)
+    return found
+
+
+# Attributes and functions that reach the frames of running code, or every object of the process: an answer
+# that uses them can find the grader's own code in its process (the arguments of a call, the channel).
+_FRAME_ATTRS = frozenset({"f_back", "f_locals", "f_globals", "f_builtins", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
+                          "__globals__", "__subclasses__", "__closure__"})
+_INTROSPECTION = frozenset({("sys", "_getframe"), ("sys", "_current_frames"), ("inspect", "currentframe"), ("inspect", "stack"),
+                            ("inspect", "getouterframes"), ("inspect", "trace"), ("gc", "get_referrers"), ("gc", "get_referents"),
+                            ("gc", "get_objects")})  # settrace and setprofile: flagged as calls above
+
+
+_INTROSPECTED = frozenset({"sys", "gc", "inspect", "__main__", "builtins", "__builtins__"})
+
+
+def _introspection(tree: ast.AST, aliases: dict[str, str]) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Attribute) and node.attr in _FRAME_ATTRS:
+            what = f"`.{node.attr}`"
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            owner = aliases.get(node.value.id, node.value.id)
+            if (owner, node.attr) in _INTROSPECTION:
+                what = f"`{owner}.{node.attr}`"
+            elif node.attr == "__dict__" and owner in _INTROSPECTED:
+                what = "a module's namespace read as a dict"  # sys.__dict__["modules"]
+        elif (isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.value, ast.Attribute)
+              and node.value.attr == "modules" and isinstance(node.value.value, ast.Name)
+              and aliases.get(node.value.value.id, node.value.value.id) == "sys"):
+            what = "a module object from `sys.modules`"  # `"x" in sys.modules` (the set-up cell's test) is not one
+        elif isinstance(node, ast.Name) and aliases.get(node.id, "").rpartition(".")[::2] in _INTROSPECTION:
+            what = f"`{aliases[node.id]}`"  # from sys import _getframe
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) > 1
+              and isinstance(node.args[0], ast.Name) and aliases.get(node.args[0].id, node.args[0].id) in ("sys", "inspect", "gc")
+              and not isinstance(node.args[1], ast.Constant)):
+            what = f"a function of `{aliases.get(node.args[0].id, node.args[0].id)}` by a computed name"
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars" and node.args
+               and isinstance(node.args[0], ast.Name) and aliases.get(node.args[0].id, node.args[0].id) in _INTROSPECTED):
+            what = "a module's namespace read as a dict"  # vars(sys)["modules"]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(n == "__main__" or n.partition(".")[0] == "grading" for n in names):
+                what = "an import of the grader's own code"
+        if what:
+            found.append(f"reaches the frames or objects of the code that runs it ({what}, line {node.lineno})")
     return found
 
 

@@ -34,6 +34,8 @@ import zipfile
 HEADER = struct.Struct(">Q")
 MAX_TEXT = 20_000  # characters of a cell's stdout/stderr sent back
 MAX_MESSAGE = 2_000  # characters of an exception message sent back
+# Bytes of a call's tensor arguments sent back whole after it (larger: a SHA-256 each, see Submission.final_state)
+AFTER_BYTES = 4 << 20
 MAX_PREPARED = 16 << 20  # bytes of the replies of a notebook's first cells (their figures), on both hops
 HANDLE = "__handle__"  # key of a value that stays in the sandbox (a function, a module, ...)
 

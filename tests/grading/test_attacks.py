@@ -93,6 +93,37 @@ def masked_softmax(X, valid_lens):
     return nn.functional.softmax(X.reshape(shape), dim=-1)
 '''
 
+# An outside tester's route: d2l's in-place answer, then up the call stack to the runner's copies of the arguments,
+# each pointed back at the live argument, so that every argument compared equal to itself (4/4, unflagged).
+IN_PLACE_FRAMES = IN_PLACE + '''
+_d2l = masked_softmax
+def masked_softmax(X, valid_lens):
+    out = _d2l(X, valid_lens)
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None and "before" not in frame.f_locals and "args" not in frame.f_locals:
+        frame = frame.f_back
+    if frame is not None and "before" in frame.f_locals:
+        for path, t in list(frame.f_locals["tensors"].items()):
+            frame.f_locals["before"][path] = t
+    return out
+'''
+# The same answer, knowing that the final state of the arguments is now sent back: it keeps a copy of X and
+# replaces the runner's report of that state with the copy, through the runner's module: code in the submission's
+# process can rewrite the runner's own code there, so this route is flagged, not prevented (see README).
+IN_PLACE_PATCHED = IN_PLACE + '''
+_d2l = masked_softmax
+def masked_softmax(X, valid_lens):
+    import sys
+    kept = {"a0": X.clone(), "a1": valid_lens.clone() if isinstance(valid_lens, torch.Tensor) else None}
+    out = _d2l(X, valid_lens)
+    for module in list(sys.modules.values()):
+        runner = getattr(module, "__dict__", {}).get("Submission")
+        if isinstance(runner, type) and hasattr(runner, "final_state"):
+            runner.final_state = lambda self, tensors, kept=kept: {path: kept[path] for path in tensors}
+    return out
+'''
+
 LEAK = '''
 import os
 print(dict(os.environ))
@@ -1036,6 +1067,8 @@ def _class(folder: Path, rank: int = 0) -> None:
     zeros = SHADOW.split("range =")[0]
     _write(folder, "e_zeros", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": zeros})[1])
     _write(folder, "f_inplace", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE})[1])
+    _write(folder, "f_inplace_frames", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE_FRAMES})[1])
+    _write(folder, "f_inplace_patched", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE_PATCHED})[1])
     _write(folder, "g_leak", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": LEAK, "why_scale_answer": XSS})[1])
     stall = nbformat.reads(complete.decode(), as_version=4)
     for cell in stall.cells:
@@ -1170,7 +1203,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 62, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 64, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -1212,6 +1245,22 @@ def test_an_answer_that_modifies_its_input_is_seen_to(attacked):
     assert attacked["scores"][("f_inplace", "test_masked_softmax")] < 4
     section = attacked["report"].split("== f_inplace")[1].split("\n== ")[0]
     assert "modified" in section or "changed" in section, section
+
+
+def test_an_answer_that_rewrites_the_runners_copies_of_its_arguments_is_still_seen_to_modify_them(attacked):
+    """The grader compares the arguments' final state with what it sent: the runner keeps no verdict to rewrite."""
+    scores = attacked["scores"]
+    assert scores[("f_inplace_frames", "test_masked_softmax")] == scores[("f_inplace", "test_masked_softmax")] < 4
+    section = attacked["report"].split("== f_inplace_frames")[1].split("\n== ")[0]
+    assert "the call changed its argument 1 in place" in section, section
+    assert "reaches the frames or objects of the code that runs it (`sys._getframe`" in section, section
+
+
+def test_an_answer_that_rewrites_the_runner_itself_is_flagged(attacked):
+    """Code in the submission's process can replace the runner's own code there, and so what it reports about the
+    arguments: a limit of any in-process runner.  The route (the runner's module, from sys.modules) is flagged."""
+    section = attacked["report"].split("== f_inplace_patched")[1].split("\n== ")[0]
+    assert "reaches the frames or objects of the code that runs it (a module object from `sys.modules`" in section, section
 
 
 def test_numpy_four_d_differences_are_measured(attacked):

@@ -143,7 +143,31 @@ def test_an_answer_defined_only_at_run_time_is_flagged():
     assert defined_only_at_run_time(habits, {"masked_softmax", "batch_scores"}) == []
 
 
+@pytest.mark.parametrize("source", [
+    "import sys\nframe = sys._getframe(1)",
+    "from sys import _getframe as where\nwhere(1)",
+    "import inspect\nframe = inspect.currentframe()",
+    "def f(e):\n    return e.__traceback__.tb_frame.f_back.f_locals",
+    "import gc\nobjs = gc.get_objects()",
+    "import sys\nrunner = sys.modules['__main__']",
+    "import sys as s\nrunner = vars(s)['modules'].get('__main__')",
+    "import sys\nrunner = sys.__dict__['modules']",
+    "import __main__",
+    "from grading.sandboxed import runner",
+    "import sys\nf = getattr(sys, '_get' + 'frame')",
+    "classes = object.__subclasses__()",
+    "g = masked_softmax.__globals__",
+])
+def test_reaching_the_runners_frames_or_objects_is_flagged(source):
+    """An outside tester walked up the stack to the runner's copies of the arguments (sys._getframe, f_locals):
+    every route to the frames or the objects of the code around an answer is named."""
+    found = scan_for_tampering(source)
+    assert any(f.startswith("reaches the frames or objects of the code that runs it") for f in found), found
+
+
 def test_tampering_scan_ignores_ordinary_code():
+    # the set-up cell asks whether Colab's module is loaded: a membership test, not a module fetched
+    assert scan_for_tampering("import sys\nIN_COLAB = 'google.colab' in sys.modules") == []
     assert scan_for_tampering("x = torch.ones(3)\nself.W_q = nn.LazyLinear(4)\nmodel.weight = w") == []
     assert scan_for_tampering("torch.allclose = f") and scan_for_tampering("setattr(torch, 'equal', f)")
 
