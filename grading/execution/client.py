@@ -470,19 +470,16 @@ class RemoteObject:
         process compares it with what it sent: no verdict on mutation is made where the answer runs.  A
         changed argument is recorded, and (``write_back``) our copy changes the same way, as in the notebook.
         """
-        targets = {f"a{i}": (f"argument {i + 1}", a) for i, a in enumerate(args) if isinstance(a, torch.Tensor)}
-        targets.update({f"k{k}": (f"argument `{k}`", v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
         after = after if isinstance(after, dict) else {}
-        for path, (where, target) in targets.items():  # named by the grader: the sandbox names nothing here
+        for path, target in protocol.tensor_arguments(args, kwargs).items():  # named by the grader, not the sandbox
+            where = f"argument {int(path[1:]) + 1}" if path[0] == "a" else f"argument `{path[1:]}`"
             final = after.get(path)
             if isinstance(final, dict) and set(final) == {"digest", "shape", "dtype"}:
-                mine = target.detach().to("cpu").contiguous()
-                unchanged = (final["digest"] == hashlib.sha256(mine.view(-1).view(torch.uint8).numpy()).hexdigest()
-                             and final["shape"] == list(mine.shape) and final["dtype"] == str(mine.dtype))
-                final = None
+                unchanged, final = final == protocol.tensor_digest(target), None
             else:
                 final = checked(final, self._budget)
-                unchanged = isinstance(final, torch.Tensor) and _same_tensor(final, target)
+                unchanged = (isinstance(final, torch.Tensor) and final.shape == target.shape and final.dtype == target.dtype
+                             and torch.equal(protocol.tensor_bytes(final), protocol.tensor_bytes(target)))  # NaN == NaN
             if unchanged:
                 continue
             self._budget.mutations.append(f"the call changed its {where} in place")
@@ -527,14 +524,6 @@ class RemoteObject:
 
     def __repr__(self) -> str:
         return f"<student's {self._kind}>"
-
-
-def _same_tensor(final: torch.Tensor, target: torch.Tensor) -> bool:
-    """Same shape, dtype and bytes (NaN equals NaN here, as a value that did not change must)."""
-    if final.shape != target.shape or final.dtype != target.dtype:
-        return False
-    mine = target.detach().to("cpu").contiguous()
-    return torch.equal(final.contiguous().view(-1).view(torch.uint8), mine.view(-1).view(torch.uint8))
 
 
 def encode(value):

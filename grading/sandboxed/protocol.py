@@ -211,3 +211,29 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+# ------------------------------------------------------------------------- a call's tensor arguments
+
+
+def tensor_arguments(args, kwargs) -> dict:
+    """A call's tensor arguments by path: ``a<i>`` for positional, ``k<name>`` for keyword ones (both ends name them so)."""
+    import torch
+
+    found = {f"a{i}": a for i, a in enumerate(args) if isinstance(a, torch.Tensor)}
+    found.update({f"k{k}": v for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+    return found
+
+
+def tensor_bytes(t):
+    """A tensor's bytes as a flat uint8 tensor: a plain, contiguous CPU view (no copy when it is one already)."""
+    import torch
+
+    return t.detach().to("cpu").as_subclass(torch.Tensor).contiguous().view(-1).view(torch.uint8)
+
+
+def tensor_digest(t) -> dict:
+    """What stands for a tensor too large to send back whole: its SHA-256, shape and dtype."""
+    import hashlib
+
+    return {"digest": hashlib.sha256(tensor_bytes(t).numpy()).hexdigest(), "shape": list(t.shape), "dtype": str(t.dtype)}

@@ -518,24 +518,14 @@ class Submission:
         reply = {"value": self.encode(value)}
         # The final state of every tensor argument travels back, and the grader, not this process, compares
         # it with what it sent: a verdict kept here (a copy from before the call) is within the answer's reach.
-        # ``args`` is a tuple and ``kwargs`` is read again here, so nothing made before the call is trusted.
-        reply["after"] = self.final_state(_tensor_paths(args, dict(kwargs)))
+        # The arguments are read from the tuples above, which the answer cannot rebind.
+        reply["after"] = self.final_state(protocol.tensor_arguments(args, dict(kwargs)))
         return reply
 
     def final_state(self, tensors: dict) -> dict:
         """Each argument tensor as it is now: whole while they fit in ``AFTER_BYTES``, else its SHA-256."""
-        import hashlib
-
-        total = sum(t.numel() * t.element_size() for t in tensors.values())
-        after = {}
-        for path, t in tensors.items():
-            plain = t.detach().to("cpu").as_subclass(self.torch.Tensor).contiguous()
-            if total <= protocol.AFTER_BYTES:
-                after[path] = plain.clone()
-            else:
-                after[path] = {"digest": hashlib.sha256(plain.view(-1).view(self.torch.uint8).numpy()).hexdigest(),  # no copy
-                               "shape": list(plain.shape), "dtype": str(plain.dtype)}
-        return after
+        whole = sum(t.numel() * t.element_size() for t in tensors.values()) <= protocol.AFTER_BYTES
+        return {path: self.encode(t) if whole else protocol.tensor_digest(t) for path, t in tensors.items()}
 
     def serve(self, problems: list[str]) -> None:
         torch = self.torch
@@ -559,19 +549,6 @@ class Submission:
             del reply
             protocol.write_all(self.channel, payload)
             torch.set_grad_enabled(True)
-
-
-def _tensor_paths(args, kwargs) -> dict:
-    import torch
-
-    found = {}
-    for i, a in enumerate(args):
-        if isinstance(a, torch.Tensor):
-            found[f"a{i}"] = a
-    for k, v in kwargs.items():
-        if isinstance(v, torch.Tensor):
-            found[f"k{k}"] = v
-    return found
 
 
 def _blind_inherited_fds(keep: set[int]) -> None:
