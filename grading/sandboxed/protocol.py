@@ -225,15 +225,44 @@ def tensor_arguments(args, kwargs) -> dict:
     return found
 
 
-def tensor_bytes(t):
-    """A tensor's bytes as a flat uint8 tensor: a plain, contiguous CPU view (no copy when it is one already)."""
-    import torch
+_PINNED: dict = {}
 
-    return t.detach().to("cpu").as_subclass(torch.Tensor).contiguous().view(-1).view(torch.uint8)
+
+def pin_tensor_methods() -> None:
+    """Keep torch's own tensor methods, hashlib's SHA-256 and the switches that turn off torch-function and dispatch
+    modes, as they are before any student code runs (the runner calls this at start-up).  An outside tester's answer
+    set ``X.detach`` on its argument, or left a TorchFunctionMode active, so that reading the argument after the call
+    gave back an untouched copy: reads through these ignore both, and a later ``torch.Tensor.detach = ...``."""
+    import hashlib
+
+    import torch
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    if not _PINNED:
+        _PINNED.update(torch=torch, sha256=hashlib.sha256, no_functions=torch._C.DisableTorchFunction, no_modes=_disable_current_modes,
+                       **{name: getattr(torch.Tensor, name) for name in ("detach", "as_subclass", "to", "contiguous", "view", "clone", "numpy")})
+
+
+def plain_tensor(t, copy: bool = False):
+    """``t`` as a plain, detached, contiguous CPU tensor (a copy with ``copy``), read without dispatching through it."""
+    pin_tensor_methods()
+    p = _PINNED
+    with p["no_functions"](), p["no_modes"]():
+        plain = p["contiguous"](p["to"](p["as_subclass"](p["detach"](t), p["torch"].Tensor), "cpu"))
+        return p["clone"](plain) if copy else plain
+
+
+def tensor_bytes(t):
+    """A tensor's bytes as a flat uint8 tensor (no copy when it is plain and contiguous already)."""
+    p = _PINNED
+    plain = plain_tensor(t)
+    with p["no_functions"](), p["no_modes"]():
+        return p["view"](p["view"](plain, -1), p["torch"].uint8)
 
 
 def tensor_digest(t) -> dict:
     """What stands for a tensor too large to send back whole: its SHA-256, shape and dtype."""
-    import hashlib
-
-    return {"digest": hashlib.sha256(tensor_bytes(t).numpy()).hexdigest(), "shape": list(t.shape), "dtype": str(t.dtype)}
+    data = tensor_bytes(t)
+    with _PINNED["no_functions"](), _PINNED["no_modes"]():
+        digest = _PINNED["sha256"](_PINNED["numpy"](data)).hexdigest()
+    return {"digest": digest, "shape": list(t.shape), "dtype": str(t.dtype)}

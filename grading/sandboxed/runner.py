@@ -525,7 +525,7 @@ class Submission:
     def final_state(self, tensors: dict) -> dict:
         """Each argument tensor as it is now: whole while they fit in ``AFTER_BYTES``, else its SHA-256."""
         whole = sum(t.numel() * t.element_size() for t in tensors.values()) <= protocol.AFTER_BYTES
-        return {path: self.encode(t) if whole else protocol.tensor_digest(t) for path, t in tensors.items()}
+        return {path: protocol.plain_tensor(t, copy=True) if whole else protocol.tensor_digest(t) for path, t in tensors.items()}
 
     def serve(self, problems: list[str]) -> None:
         torch = self.torch
@@ -1089,6 +1089,7 @@ def main(control_fd: int, own_namespace: bool) -> int:
     # The first TorchDispatchMode imports ~900 modules (sympy, ...): pay that once here, not in
     # every submission (attnkit.peak_memory, in a student's own run of a check, uses one).
     attnkit.peak_memory(lambda: torch.ones(1) + 1)
+    protocol.pin_tensor_methods()  # before any student code: see protocol.plain_tensor
     _share_mathtext_layouts()
     _warm_up()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/fd or mem of this process for the same uid

@@ -124,6 +124,46 @@ def masked_softmax(X, valid_lens):
     return out
 '''
 
+# A second outside tester read the arguments' final state through the tensor itself: an attribute on X, or a
+# TorchFunctionMode left active, gave back an untouched copy (4/4, unflagged).
+_MASK_IN_PLACE = '''
+def _masked_in_place(X, valid_lens):
+    lens = valid_lens.to(X.device)
+    lens = lens[:, None] if lens.dim() == 1 else lens
+    keep = torch.arange(X.shape[-1], device=X.device) < lens[..., None]
+    orig = X.clone()
+    X.masked_fill_(~keep, torch.finfo(X.dtype).min)  # the caller's X changes
+    return orig, torch.softmax(X, dim=-1).masked_fill(~keep, 0.0)
+'''
+IN_PLACE_ATTRIBUTE = _MASK_IN_PLACE + '''
+def masked_softmax(X, valid_lens):
+    if valid_lens is None:
+        return torch.softmax(X, dim=-1)
+    orig, out = _masked_in_place(X, valid_lens)
+    X.detach = lambda *a, **k: orig.detach()
+    return out
+'''
+IN_PLACE_MODE = _MASK_IN_PLACE + '''
+import torch.overrides as _overrides
+_SAVED = {}
+class _Keep(_overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.detach and args and id(args[0]) in _SAVED and _SAVED[id(args[0])][0] is args[0]:
+            return _SAVED[id(args[0])][1].detach()
+        return func(*args, **(kwargs or {}))
+_mode = []
+def masked_softmax(X, valid_lens):
+    if valid_lens is None:
+        return torch.softmax(X, dim=-1)
+    orig, out = _masked_in_place(X, valid_lens)
+    _SAVED.clear()
+    _SAVED[id(X)] = (X, orig)
+    if not _mode:
+        _mode.append(_Keep())
+        _mode[0].__enter__()  # and never left
+    return out
+'''
+
 LEAK = '''
 import os
 print(dict(os.environ))
@@ -1068,6 +1108,8 @@ def _class(folder: Path, rank: int = 0) -> None:
     _write(folder, "e_zeros", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": zeros})[1])
     _write(folder, "f_inplace", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE})[1])
     _write(folder, "f_inplace_frames", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE_FRAMES})[1])
+    _write(folder, "f_inplace_attribute", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE_ATTRIBUTE})[1])
+    _write(folder, "f_inplace_mode", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE_MODE})[1])
     _write(folder, "f_inplace_patched", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": IN_PLACE_PATCHED})[1])
     _write(folder, "g_leak", NB1, synthetic.submission(NB1, "complete", overrides={"masked_softmax": LEAK, "why_scale_answer": XSS})[1])
     stall = nbformat.reads(complete.decode(), as_version=4)
@@ -1203,7 +1245,7 @@ def attacked(request, tmp_path_factory):
 def test_the_class_finishes(attacked):
     assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
     students = {s for s, _ in attacked["scores"]}
-    assert len(students) == 64, students  # the folder named with escape sequences is refused, and listed
+    assert len(students) == 66, students  # the folder named with escape sequences is refused, and listed
 
 
 def test_honest_neighbours_keep_their_exact_grades(attacked):
@@ -1254,6 +1296,9 @@ def test_an_answer_that_rewrites_the_runners_copies_of_its_arguments_is_still_se
     section = attacked["report"].split("== f_inplace_frames")[1].split("\n== ")[0]
     assert "the call changed its argument 1 in place" in section, section
     assert "reaches the frames or objects of the code that runs it (`sys._getframe`" in section, section
+    # the final state is read with torch's own methods, pinned before any student code, past every mode
+    for trick in ("attribute", "mode"):
+        assert scores[(f"f_inplace_{trick}", "test_masked_softmax")] == scores[("f_inplace", "test_masked_softmax")], trick
 
 
 def test_an_answer_that_rewrites_the_runner_itself_is_flagged(attacked):
